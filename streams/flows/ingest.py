@@ -1,0 +1,101 @@
+"""Ingest flow: decode each agency's incident events, forward the good, dead-letter the bad."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faust
+
+from streams.topics import StreamTopics
+from xborder.codec import AvroCodec
+from xborder.deadletter import SOURCE_HEADER, DeadLetter
+from xborder.errors import InvalidRecordError
+from xborder.metrics import IngestMetrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    key: bytes | None
+    value: bytes
+    source: str
+    """Position of the original message, topic[partition]@offset."""
+
+
+def classify(
+    codec: AvroCodec,
+    key: bytes | None,
+    value: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    max_bytes: int,
+) -> Accepted | DeadLetter:
+    """Decide what happens to one raw message: accepted as is, or a dead letter with a reason."""
+    position = f"{topic}[{partition}]@{offset}"
+    if value is None:
+        return DeadLetter(
+            key, value, "undecodable", "empty message (tombstone)", topic, partition, offset
+        )
+    if len(value) > max_bytes:
+        return DeadLetter(
+            key,
+            value,
+            "oversized",
+            f"{len(value)} bytes > limit {max_bytes}",
+            topic,
+            partition,
+            offset,
+        )
+    try:
+        codec.decode(value)
+    except InvalidRecordError as exc:
+        return DeadLetter(key, value, exc.reason, str(exc), topic, partition, offset)
+    return Accepted(key, value, position)
+
+
+def register(
+    app: faust.App,
+    topics: StreamTopics,
+    codec: AvroCodec,
+    batch_size: int,
+    within_s: float,
+    max_bytes: int = 1_000_000,
+) -> IngestMetrics:
+    """Attach the ingest agent to ``app``; returns its counters."""
+    metrics = IngestMetrics()
+
+    @app.agent(topics.incidents, name="accept_incidents")
+    async def accept_incidents(stream: faust.StreamT) -> None:
+        # take_events is on the concrete Stream, not on the StreamT protocol
+        async for events in stream.take_events(batch_size, within=within_s):  # type: ignore[attr-defined]
+            for event in events:
+                message = event.message
+                outcome = classify(
+                    codec,
+                    message.key,
+                    message.value,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    max_bytes,
+                )
+                if isinstance(outcome, Accepted):
+                    metrics.accepted[message.topic] += 1
+                    await topics.accepted.send(
+                        key=outcome.key,
+                        value=outcome.value,
+                        headers=[(SOURCE_HEADER, outcome.source.encode())],
+                    )
+                else:
+                    metrics.dead_letters[outcome.reason] += 1
+                    logger.warning(
+                        "%s rejected (%s): %s", outcome.position, outcome.reason, outcome.error
+                    )
+                    await topics.dead_letters.send(
+                        key=outcome.key, value=outcome.value, headers=outcome.headers()
+                    )
+
+    return metrics

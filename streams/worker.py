@@ -1,0 +1,41 @@
+"""Runs the Faust worker with every flow registered, configured from settings."""
+
+from __future__ import annotations
+
+import faust
+import mode.loop
+
+from streams.app import build_app
+from streams.flows import ingest
+from streams.topics import declare_topics
+from xborder.agencies import load_agencies
+from xborder.codec import AvroCodec
+from xborder.kafka_admin import ensure_topics
+from xborder.schemas import SchemaStore
+from xborder.settings import Settings
+from xborder.topics import Topics
+
+
+def create_worker_app(settings: Settings) -> faust.App:
+    """The Faust app with all flows attached (topics must exist, see ``xborder topics``)."""
+    names = Topics.from_settings(settings, load_agencies(settings.agencies_config))
+    app = build_app(settings)
+    codec = AvroCodec(SchemaStore(settings.schemas_dir))
+    ingest.register(
+        app,
+        declare_topics(app, names),
+        codec,
+        batch_size=settings.worker.batch_size,
+        within_s=settings.worker.batch_within_s,
+    )
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    """Create missing topics, then run the worker until SIGTERM/SIGINT."""
+    names = Topics.from_settings(settings, load_agencies(settings.agencies_config))
+    ensure_topics(settings, names.created_by_project())
+    mode.loop.use("uvloop")
+    app = create_worker_app(settings)
+    worker = faust.Worker(app, loglevel=settings.worker.log_level, quiet=True)
+    worker.execute_from_commandline()

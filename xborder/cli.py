@@ -1,0 +1,270 @@
+"""The ``xborder`` command: local services, topics, worker, sink, publishing, queries, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from xborder.errors import InvalidRecordError, XborderError
+from xborder.logs import setup_logging
+from xborder.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+# CLI flag -> dotted settings field; flags override XBORDER_* environment variables.
+GLOBAL_FLAGS: dict[str, str] = {
+    "bootstrap_servers": "kafka.bootstrap_servers",
+    "clickhouse_url": "clickhouse.url",
+    "agencies_config": "agencies_config",
+    "data_dir": "data_dir",
+    "topic_prefix": "topics.prefix",
+}
+KAFKA_FLAGS: dict[str, str] = {
+    "port": "local_kafka.port",
+    "controller_port": "local_kafka.controller_port",
+}
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Environment first, then every flag the user gave."""
+    overrides: dict[str, Any] = {}
+    for flag, field in {**GLOBAL_FLAGS, **KAFKA_FLAGS}.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    # Changing the local broker's port without a bootstrap override means "use that broker".
+    if "local_kafka.port" in overrides and "kafka.bootstrap_servers" not in overrides:
+        overrides["kafka.bootstrap_servers"] = f"127.0.0.1:{overrides['local_kafka.port']}"
+    return load_settings(**overrides)
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+    """Aligned plain-text table."""
+    cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for n, row in enumerate(cells):
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        if n == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.local_kafka import LocalKafka
+
+    kafka = LocalKafka(settings.local_kafka, settings.kafka_data_dir)
+    if args.action == "fetch":
+        print(f"Kafka {settings.local_kafka.version} jars in {kafka.fetch()}")
+        return 0
+    if args.action == "up":
+        started = time.monotonic()
+        status = kafka.up()
+        print(f"Kafka {status.describe()} ({time.monotonic() - started:.1f} s)")
+        return 0
+    if args.action == "down":
+        print("Kafka stopped" if kafka.down() else "Kafka was not running")
+        return 0
+    status = kafka.status()
+    print(f"Kafka {status.describe()}")
+    return 0 if status.running and status.accepts_requests else 3
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.agencies import load_agencies
+    from xborder.kafka_admin import ensure_topics, missing_topics
+    from xborder.topics import Topics
+
+    names = Topics.from_settings(settings, load_agencies(settings.agencies_config))
+    wanted = names.created_by_project()
+    if args.action == "create":
+        created = ensure_topics(settings, wanted)
+        print(f"created {len(created)} topics: {', '.join(created) or '-'}")
+        return 0
+    missing = set(missing_topics(settings, wanted))
+    for name in wanted:
+        print(f"{name}\t{'MISSING' if name in missing else 'ok'}")
+    return 1 if missing else 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.runner import run_sink
+
+    run_sink(settings)
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.clickhouse import get_client
+
+    client = get_client(settings)
+    client.close()
+    print("ClickHouse tables are up to date")
+    return 0
+
+
+def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.clickhouse import get_client, query_rows
+
+    client = get_client(settings)
+    try:
+        columns, rows = query_rows(client, args.sql)
+    finally:
+        client.close()
+    if args.format == "json":
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+    else:
+        print_table(columns, rows, sys.stdout)
+    return 0
+
+
+def _read_lines(source: str) -> tuple[str, TextIO]:
+    if source == "-":
+        return "<stdin>", sys.stdin
+    path = Path(source)
+    try:
+        return str(path), path.open(encoding="utf-8")
+    except OSError as exc:
+        raise XborderError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.agencies import load_agencies
+    from xborder.codec import AvroCodec
+    from xborder.producer import IncidentPublisher
+    from xborder.schemas import SchemaStore
+
+    agencies = load_agencies(settings.agencies_config)
+    codec = AvroCodec(SchemaStore(settings.schemas_dir))
+    name, stream = _read_lines(args.file)
+    accepted = rejected = size = 0
+    started = time.monotonic()
+    with IncidentPublisher(settings, agencies, codec, args.agency) as publisher:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+                if not isinstance(event, dict):
+                    raise InvalidRecordError("a line must hold one JSON object")
+                payload = publisher.encode(event, args.record)
+            except (json.JSONDecodeError, InvalidRecordError) as exc:
+                rejected += 1
+                print(f"{name}:{number}: rejected: {exc}", file=sys.stderr)
+                if not args.keep_going:
+                    break
+                continue
+            publisher.send_encoded(event, payload)
+            accepted += 1
+            size += len(payload)
+        publisher.flush()
+    elapsed = max(time.monotonic() - started, 1e-9)
+    print(
+        f"accepted {accepted}, rejected {rejected}, {size} bytes, {accepted / elapsed:.0f} events/s"
+    )
+    return 1 if rejected and not args.keep_going else 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.demo import run_demo
+
+    return run_demo(settings, events=args.events, keep_running=args.keep_running)
+
+
+def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.settings import to_env
+
+    for key, value in sorted(to_env(settings).items()):
+        print(f"{key}={value}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xborder",
+        description="Cross-border incident exchange. Settings come from XBORDER_* environment "
+        "variables (see 'xborder settings'); these flags override them.",
+    )
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (host:port,...)")
+    parser.add_argument("--clickhouse-url", help="ClickHouse server URL; default embedded chDB")
+    parser.add_argument("--agencies-config", type=Path, help="agencies JSON config file")
+    parser.add_argument("--data-dir", type=Path, help="root of local state")
+    parser.add_argument("--topic-prefix", help="prefix of every topic name")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kafka = sub.add_parser("kafka", help="run a local Apache Kafka (KRaft) without Docker")
+    kafka.add_argument("action", choices=["fetch", "up", "down", "status"])
+    kafka.add_argument("--port", type=int, help="broker port")
+    kafka.add_argument("--controller-port", type=int, help="controller port (default port+1)")
+    kafka.set_defaults(handler=cmd_kafka)
+
+    topics = sub.add_parser("topics", help="create or check the project's topics")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.set_defaults(handler=cmd_topics)
+
+    sub.add_parser("worker", help="run the Faust worker").set_defaults(handler=cmd_worker)
+    sub.add_parser("sink", help="run the ClickHouse sink").set_defaults(handler=cmd_sink)
+    sub.add_parser("migrate", help="create or upgrade ClickHouse tables").set_defaults(
+        handler=cmd_migrate
+    )
+
+    query = sub.add_parser("query", help="run SQL against ClickHouse and print the result")
+    query.add_argument("sql")
+    query.add_argument("--format", choices=["table", "json"], default="table")
+    query.set_defaults(handler=cmd_query)
+
+    publish = sub.add_parser("publish", help="validate and publish JSON-lines events")
+    publish.add_argument("file", nargs="?", default="-", help="JSON-lines file, '-' for stdin")
+    publish.add_argument("--agency", required=True, help="publishing agency id")
+    publish.add_argument("--record", default="IncidentReported", help="record schema name")
+    publish.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="publish the valid lines and exit 0 even if some are rejected",
+    )
+    publish.set_defaults(handler=cmd_publish)
+
+    demo = sub.add_parser("demo", help="the live demo: stack up, events through, query, down")
+    demo.add_argument("--events", type=int, default=6, help="sample events to publish")
+    demo.add_argument("--keep-running", action="store_true", help="leave Kafka running")
+    demo.set_defaults(handler=cmd_demo)
+
+    sub.add_parser(
+        "settings", help="print the effective settings as XBORDER_* variables"
+    ).set_defaults(handler=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xborder`` console script."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    try:
+        return handler(settings_from_args(args), args)
+    except XborderError as exc:
+        print(f"xborder {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

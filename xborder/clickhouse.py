@@ -1,0 +1,163 @@
+"""ClickHouse access: one client factory (embedded chDB or a server) and the migrations.
+
+Embedded mode opens ``chdb:///<dir>``; chDB lets one process own a data directory,
+so in embedded mode the sink owns it and other commands run when the sink is stopped.
+Migrations are idempotent and recorded in ``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from xborder.errors import ConfigurationError, ServiceUnavailableError
+from xborder.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change, applied once, in version order."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "incidents table",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS incidents (
+                event_id UUID,
+                agency LowCardinality(String),
+                incident_id String,
+                event_type LowCardinality(String),
+                occurred_at DateTime64(3, 'UTC'),
+                reported_at DateTime64(3, 'UTC'),
+                lat Float64,
+                lon Float64,
+                admin_unit_code String,
+                admin_unit_name String,
+                address Nullable(String),
+                category LowCardinality(String),
+                severity LowCardinality(String),
+                subject_kinds Array(LowCardinality(String)),
+                subject_roles Array(LowCardinality(String)),
+                subject_tokens Array(String),
+                modus_operandi Array(String),
+                narrative Nullable(String),
+                source_system LowCardinality(String),
+                source_topic LowCardinality(String),
+                source_partition UInt16,
+                source_offset UInt64,
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            PARTITION BY toYYYYMM(occurred_at)
+            ORDER BY (agency, incident_id, event_id)
+            COMMENT 'One row per incident event; duplicates collapse on the sort key: use FINAL'
+            """,
+        ),
+    ),
+)
+
+
+def _server_client(url: str, database: str) -> Client:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigurationError(
+            f"ClickHouse URL {url!r} must look like http(s)://user:password@host:port/database"
+        )
+    db = parsed.path.strip("/") or database
+    try:
+        admin = clickhouse_connect.get_client(
+            host=parsed.hostname,
+            port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+            username=parsed.username or "default",
+            password=parsed.password or "",
+            secure=parsed.scheme == "https",
+        )
+        admin.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+        admin.close()
+        return clickhouse_connect.get_client(
+            host=parsed.hostname,
+            port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+            username=parsed.username or "default",
+            password=parsed.password or "",
+            secure=parsed.scheme == "https",
+            database=db,
+        )
+    except ClickHouseError as exc:
+        raise ServiceUnavailableError(
+            f"ClickHouse server at {parsed.hostname}:{parsed.port} is not reachable: {exc}; "
+            "check XBORDER_CLICKHOUSE__URL"
+        ) from exc
+
+
+def _embedded_client(settings: Settings) -> Client:
+    directory = settings.clickhouse_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        client = clickhouse_connect.get_client(dsn=f"chdb://{directory}")
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{settings.clickhouse.database}`")
+        client.command(f"USE `{settings.clickhouse.database}`")
+    except Exception as exc:
+        raise ServiceUnavailableError(
+            f"cannot open the embedded ClickHouse data directory {directory}: {exc}. "
+            "chDB allows one process per directory: stop the sink (or the other process) "
+            "that holds it, or set XBORDER_CLICKHOUSE__URL to use a server"
+        ) from exc
+    return client
+
+
+def get_client(settings: Settings) -> Client:
+    """A ClickHouse client for the configured target, database selected, tables migrated."""
+    url = settings.clickhouse.url
+    client = (
+        _server_client(url, settings.clickhouse.database) if url else _embedded_client(settings)
+    )
+    migrate(client)
+    return client
+
+
+def migrate(client: Client) -> list[int]:
+    """Apply pending migrations; returns the versions applied now."""
+    client.command(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version UInt32, description String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)"
+        ") ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {row[0] for row in client.query("SELECT version FROM schema_migrations").result_rows}
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            client.command(statement)
+        client.insert(
+            "schema_migrations",
+            [[migration.version, migration.description]],
+            column_names=["version", "description"],
+            column_type_names=["UInt32", "String"],
+        )
+        applied.append(migration.version)
+        logger.info("applied ClickHouse migration %s: %s", migration.version, migration.description)
+    return applied
+
+
+def query_rows(
+    client: Client, sql: str, parameters: dict[str, Any] | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run a read query; returns column names and rows."""
+    result = client.query(sql, parameters=parameters)
+    return list(result.column_names), [tuple(r) for r in result.result_rows]

@@ -1,0 +1,89 @@
+"""Avro encoding and decoding of the project's records.
+
+Default wire format: Avro single-object encoding (magic ``C3 01``, the writer schema's
+8-byte CRC-64-AVRO fingerprint, the body). The decoder finds the writer schema by
+fingerprint among the current and released schemas and resolves it to the current
+reader schema of the same record.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+
+from xborder.errors import InvalidRecordError
+from xborder.schemas import SchemaStore, StoredSchema
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+SINGLE_OBJECT_HEADER_LEN = 10
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded message: which record it is and its fields (reader schema applied)."""
+
+    record_name: str
+    value: dict[str, Any]
+    writer: StoredSchema
+
+
+class AvroCodec:
+    """Encodes records as single-object Avro and decodes any version the store knows."""
+
+    def __init__(self, store: SchemaStore) -> None:
+        self.store = store
+
+    def encode(self, record_name: str, value: dict[str, Any]) -> bytes:
+        """Encode ``value`` with the current schema of ``record_name``.
+
+        Raises InvalidRecordError when the value does not fit the schema.
+        """
+        schema = self.store.current(record_name)
+        out = io.BytesIO()
+        out.write(SINGLE_OBJECT_MAGIC)
+        out.write(schema.fingerprint)
+        try:
+            fastavro.schemaless_writer(out, schema.parsed, value)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InvalidRecordError(
+                f"{schema.full_name}: value does not match the schema: {exc}", reason="invalid"
+            ) from exc
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> Decoded:
+        """Decode one message; raises InvalidRecordError naming why it cannot be read."""
+        if len(data) < SINGLE_OBJECT_HEADER_LEN or data[:2] != SINGLE_OBJECT_MAGIC:
+            raise InvalidRecordError(
+                "message is not Avro single-object encoded (no C3 01 header)",
+                reason="undecodable",
+            )
+        writer = self.store.by_fingerprint(data[2:SINGLE_OBJECT_HEADER_LEN])
+        if writer is None:
+            raise InvalidRecordError(
+                f"unknown writer schema fingerprint {data[2:10].hex()}: "
+                "not among the current or released schemas",
+                reason="unknown-schema",
+            )
+        reader = self.store.current(writer.full_name)
+        body = io.BytesIO(data)
+        body.seek(SINGLE_OBJECT_HEADER_LEN)
+        try:
+            value = fastavro.schemaless_reader(
+                body, writer.parsed, None if reader is writer else reader.parsed
+            )
+        except Exception as exc:  # fastavro raises many kinds on corrupt bodies
+            raise InvalidRecordError(
+                f"{writer.full_name}: body cannot be decoded: {type(exc).__name__}: {exc}",
+                reason="undecodable",
+            ) from exc
+        if body.tell() != len(data):
+            raise InvalidRecordError(
+                f"{writer.full_name}: {len(data) - body.tell()} trailing bytes after the record",
+                reason="undecodable",
+            )
+        if not isinstance(value, dict):
+            raise InvalidRecordError(f"{writer.full_name}: not a record", reason="undecodable")
+        return Decoded(record_name=writer.full_name, value=value, writer=writer)

@@ -1,0 +1,131 @@
+"""Small Kafka admin helpers on kafka-python: readiness, topic creation, consumer lag."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from xborder.errors import ServiceUnavailableError
+from xborder.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def admin_client(bootstrap_servers: str, timeout_ms: int = 10_000) -> KafkaAdminClient:
+    """Connect an admin client, or raise ServiceUnavailableError with what to do."""
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id="xborder-admin",
+            request_timeout_ms=timeout_ms,
+        )
+    except (KafkaError, OSError) as exc:
+        raise ServiceUnavailableError(
+            f"Kafka at {bootstrap_servers} is not reachable ({type(exc).__name__}); "
+            "start it with 'xborder kafka up' or set XBORDER_KAFKA__BOOTSTRAP_SERVERS"
+        ) from exc
+
+
+def broker_accepts_requests(bootstrap_servers: str, timeout_ms: int = 2_000) -> bool:
+    """True when a broker answers a metadata request."""
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id="xborder-probe",
+            request_timeout_ms=timeout_ms,
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def ensure_topics(settings: Settings, names: Iterable[str]) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = admin_client(settings.kafka.bootstrap_servers)
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in dict.fromkeys(names) if n not in existing]
+        if missing:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=settings.topics.partitions,
+                            replication_factor=settings.topics.replication_factor,
+                        )
+                        for name in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass  # a concurrent creator won the race; the topic is there
+            logger.info("created topics %s", ", ".join(missing))
+        return missing
+    finally:
+        admin.close()
+
+
+def missing_topics(settings: Settings, names: Iterable[str]) -> list[str]:
+    """Which of ``names`` the cluster does not have."""
+    admin = admin_client(settings.kafka.bootstrap_servers)
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    return [n for n in names if n not in existing]
+
+
+def group_lag(bootstrap_servers: str, group_id: str, topics: Iterable[str]) -> int:
+    """Messages in ``topics`` not yet committed by consumer group ``group_id``.
+
+    Reads the group's committed offsets without joining the group.
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id="xborder-lag",
+        group_id=group_id,
+        enable_auto_commit=False,
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = consumer.end_offsets(partitions) if partitions else {}
+        lag = 0
+        for tp, end in ends.items():
+            committed = consumer.committed(tp)
+            lag += max(0, end - (committed or 0))
+        return lag
+    finally:
+        consumer.close(autocommit=False)
+
+
+def wait_for_group(
+    bootstrap_servers: str, group_id: str, topics: Iterable[str], timeout_s: float
+) -> None:
+    """Block until ``group_id`` has committed everything in ``topics``, or raise."""
+    topics = list(topics)
+    deadline = time.monotonic() + timeout_s
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = group_lag(bootstrap_servers, group_id, topics)
+        if lag == 0:
+            return
+        time.sleep(0.5)
+    raise ServiceUnavailableError(
+        f"consumer group {group_id!r} still has {lag} uncommitted messages in "
+        f"{', '.join(topics)} after {timeout_s:.0f} s; is its process running? check its log"
+    )

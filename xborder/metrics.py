@@ -1,0 +1,26 @@
+"""Process-local counters, declared once here; labels are topics and outcomes, never ids."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class IngestMetrics:
+    """Counters of the worker's ingest flow."""
+
+    accepted: Counter[str] = field(default_factory=Counter)
+    """Accepted messages per source topic."""
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    """Rejected messages per reason (undecodable, unknown-schema, invalid, oversized)."""
+
+
+@dataclass
+class SinkMetrics:
+    """Counters of the ClickHouse sink."""
+
+    rows_written: Counter[str] = field(default_factory=Counter)
+    """Rows inserted per table."""
+    flushes: Counter[str] = field(default_factory=Counter)
+    """Flush attempts per outcome (ok, transient, terminal)."""

@@ -1,0 +1,221 @@
+"""The one settings object: typed, frozen, read from ``XBORDER_*`` environment variables.
+
+Groups map to nested models; an environment variable names a field as
+``XBORDER_<GROUP>__<FIELD>`` (for example ``XBORDER_KAFKA__BOOTSTRAP_SERVERS``).
+CLI flags override the environment (see :func:`xborder.cli.settings_from_args`).
+This is the only module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from xborder.errors import ConfigurationError
+
+ENV_PREFIX = "XBORDER_"
+ENV_NESTED_DELIMITER = "__"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_home() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "xborder"
+
+
+def _default_cache() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "xborder"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    """How every client reaches Kafka."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    """Comma-separated host:port list of brokers."""
+    client_id: str = "xborder"
+    """Client id prefix reported to the broker."""
+    request_timeout_ms: int = Field(default=30_000, gt=0)
+    """Upper bound for one client request to the broker."""
+
+
+class LocalKafkaSettings(_Group):
+    """The single-node Apache Kafka that ``xborder kafka up`` runs without Docker."""
+
+    version: str = "4.4.0"
+    """Apache Kafka release fetched from Maven Central (org.apache.kafka:kafka_2.13)."""
+    host: str = "127.0.0.1"
+    """Address the broker and controller listeners bind to."""
+    port: int = Field(default=19092, ge=1, le=65535)
+    """Broker (client) listener port."""
+    controller_port: int | None = Field(default=None, ge=1, le=65535)
+    """KRaft controller listener port; empty means broker port + 1."""
+    cache_dir: Path = Field(default_factory=lambda: _default_cache() / "kafka")
+    """Where downloaded Kafka jars are kept, shared by all data directories."""
+    heap: str = "1g"
+    """JVM maximum heap for the broker (-Xmx)."""
+    start_timeout_s: float = Field(default=90.0, gt=0)
+    """How long ``up`` waits for the broker to accept requests."""
+    partitions: int = Field(default=4, ge=1)
+    """Default partition count for topics the project creates."""
+
+    @property
+    def effective_controller_port(self) -> int:
+        return self.controller_port or self.port + 1
+
+
+class ClickHouseSettings(_Group):
+    """Where analytic tables live: embedded chDB by default, a server when ``url`` is set."""
+
+    url: str | None = None
+    """Server URL http(s)://user:password@host:port/database; empty means embedded chDB."""
+    database: str = "xborder"
+    """Database for the project's tables."""
+    embedded_dir: Path | None = None
+    """chDB data directory; empty means <data_dir>/clickhouse."""
+
+
+class TopicSettings(_Group):
+    """Topic naming; every topic name is built from these."""
+
+    prefix: str = ""
+    """Prepended to every topic name (for example 'staging.')."""
+    partitions: int = Field(default=4, ge=1)
+    """Partitions of the topics the project creates."""
+    replication_factor: int = Field(default=1, ge=1)
+    """Replication factor of the topics the project creates."""
+
+
+class WorkerSettings(_Group):
+    """The Faust worker."""
+
+    app_id: str = "xborder-correlator"
+    """Faust application id (also its consumer group)."""
+    web_host: str = "127.0.0.1"
+    """Address the worker's web server binds to."""
+    web_port: int = Field(default=16066, ge=1, le=65535)
+    """Port of the worker's web server."""
+    batch_size: int = Field(default=1000, ge=1)
+    """Events taken from the stream per batch."""
+    batch_within_s: float = Field(default=0.2, gt=0)
+    """Longest wait to fill a batch."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Worker log level."""
+
+
+class SinkSettings(_Group):
+    """The ClickHouse sink."""
+
+    group_id: str = "xborder-clickhouse-sink"
+    """Consumer group of the sink."""
+    batch_size: int = Field(default=5000, ge=1)
+    """Rows buffered per partition before a flush."""
+    flush_interval_s: float = Field(default=1.0, gt=0)
+    """Longest time a row waits in the buffer."""
+    retry_backoff_s: float = Field(default=1.0, gt=0)
+    """First backoff after a transient ClickHouse error (doubles, capped at 30 s)."""
+
+
+class Settings(BaseSettings):
+    """Everything configurable in xborder."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        frozen=True,
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(default_factory=_default_home)
+    """Root of local state: Kafka logs, worker stores, embedded ClickHouse."""
+    agencies_config: Path = REPO_ROOT / "deploy" / "agencies.example.json"
+    """JSON file naming the agencies and their jurisdictions."""
+    schemas_dir: Path = REPO_ROOT / "schemas"
+    """Directory holding the .avsc files."""
+    kafka: KafkaSettings = KafkaSettings()
+    local_kafka: LocalKafkaSettings = LocalKafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    topics: TopicSettings = TopicSettings()
+    worker: WorkerSettings = WorkerSettings()
+    sink: SinkSettings = SinkSettings()
+
+    @field_validator("data_dir", "agencies_config", "schemas_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    @property
+    def worker_data_dir(self) -> Path:
+        return self.data_dir / "worker"
+
+    @property
+    def clickhouse_dir(self) -> Path:
+        return self.clickhouse.embedded_dir or self.data_dir / "clickhouse"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """Return a copy with dotted-path overrides, e.g. ``{"kafka.bootstrap_servers": "h:1"}``."""
+        data = self.model_dump()
+        for dotted, value in changes.items():
+            target = data
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                target = target[part]
+            target[leaf] = value
+        return _validated(lambda: Settings.model_validate(data))
+
+
+def _validated(build: Any) -> Settings:
+    try:
+        settings: Settings = build()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{ENV_NESTED_DELIMITER.join(str(p).upper() for p in err['loc'])}: "
+            f"{err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc
+    return settings
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, then apply dotted-path ``overrides`` (CLI flags)."""
+    base = _validated(Settings)
+    return base.with_overrides(**overrides) if overrides else base
+
+
+def known_env_vars() -> set[str]:
+    """Every environment variable name the settings object reads."""
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub in annotation.model_fields:
+                names.add(f"{ENV_PREFIX}{name}{ENV_NESTED_DELIMITER}{sub}".upper())
+        else:
+            names.add(f"{ENV_PREFIX}{name}".upper())
+    return names
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if isinstance(value, dict):
+            for sub, sub_value in value.items():
+                if sub_value is not None:
+                    env[f"{ENV_PREFIX}{name}{ENV_NESTED_DELIMITER}{sub}".upper()] = str(sub_value)
+        elif value is not None:
+            env[f"{ENV_PREFIX}{name}".upper()] = str(value)
+    return env
