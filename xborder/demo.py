@@ -85,9 +85,18 @@ class Pipeline:
                 try:
                     wait_for_group(bootstrap, group, names, timeout_s=2.0)
                     break
-                except ServiceUnavailableError:
+                except ServiceUnavailableError as exc:
                     if time.monotonic() > deadline:
-                        raise
+                        raise ServiceUnavailableError(f"{exc}\n{self.log_tails()}") from exc
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The last lines of each child's log, for error messages."""
+        parts = []
+        for name in self.processes:
+            path = self.log_dir / f"{name}.log"
+            text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+            parts.append(f"--- last lines of {path}:\n" + "\n".join(text))
+        return "\n".join(parts)
 
     def stop(self) -> None:
         """SIGTERM each process (the sink flushes first), then wait; kill stragglers."""

@@ -1,0 +1,75 @@
+"""Session fixtures: a real local Apache Kafka on a free port, fresh per-test settings."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from xborder.local_kafka import LocalKafka
+from xborder.settings import Settings, load_settings
+
+
+def free_port_pair() -> int:
+    """A port p such that p and p+1 are free on 127.0.0.1 (broker and controller)."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port >= 65535:
+            continue
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return int(port)
+    raise RuntimeError("no free pair of ports found on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Start a local Kafka for the whole session (fresh data dir) and stop it afterwards."""
+    port = free_port_pair()
+    data_dir = tmp_path_factory.mktemp("xborder-session")
+    settings = load_settings(
+        **{
+            "data_dir": data_dir,
+            "local_kafka.port": port,
+            "kafka.bootstrap_servers": f"127.0.0.1:{port}",
+            "local_kafka.heap": "768m",
+        }
+    )
+    kafka = LocalKafka(settings.local_kafka, settings.kafka_data_dir)
+    try:
+        kafka.up()
+    except Exception as exc:
+        kafka.down()
+        pytest.fail(f"the local Kafka for the test session did not start: {exc}", pytrace=False)
+    try:
+        yield settings
+    finally:
+        kafka.down()
+
+
+@pytest.fixture
+def make_settings(kafka_settings: Settings, tmp_path: Path) -> object:
+    """Factory of per-test settings: unique topic prefix, groups, app id and data dir."""
+
+    def build(**overrides: object) -> Settings:
+        run = uuid.uuid4().hex[:10]
+        base = {
+            "data_dir": tmp_path / f"data-{run}",
+            "topics.prefix": f"t{run}.",
+            "worker.app_id": f"xborder-test-{run}",
+            "worker.web_port": free_port_pair(),
+            "sink.group_id": f"xborder-sink-{run}",
+            "sink.flush_interval_s": 0.3,
+        }
+        base.update({k: v for k, v in overrides.items()})
+        return kafka_settings.with_overrides(**base)
+
+    return build

@@ -1,0 +1,55 @@
+"""One event end to end: publish -> Kafka -> Faust worker -> sink -> ClickHouse row."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from xborder.agencies import load_agencies
+from xborder.clickhouse import get_client
+from xborder.demo import Pipeline, publish_samples
+from xborder.kafka_admin import ensure_topics
+from xborder.samples import sample_events
+from xborder.topics import Topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_published_events_arrive_in_clickhouse_with_their_fields(make_settings) -> None:
+    settings = make_settings()
+    topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
+    ensure_topics(settings, topics.created_by_project())
+    events = sample_events(4)
+
+    pipeline = Pipeline(settings)
+    with pipeline.running():
+        publish_samples(settings, events)
+        pipeline.wait_until_drained(topics, timeout_s=120)
+
+    client = get_client(settings)
+    try:
+        result = client.query(
+            "SELECT toString(event_id), agency, incident_id, occurred_at, lat, lon, category,"
+            " severity, subject_tokens, modus_operandi, source_topic, source_system"
+            " FROM incidents FINAL ORDER BY incident_id"
+        )
+        rows = {r[0]: r for r in result.result_rows}
+    finally:
+        client.close()
+
+    assert len(rows) == len(events)
+    for event in events:
+        row = rows[event["event_id"]]
+        assert row[1] == event["agency"]
+        assert row[2] == event["incident_id"]
+        stored = row[3] if row[3].tzinfo else row[3].replace(tzinfo=UTC)  # chDB returns naive UTC
+        assert stored == datetime.fromisoformat(event["occurred_at"])
+        assert row[4] == pytest.approx(event["location"]["lat"])
+        assert row[5] == pytest.approx(event["location"]["lon"])
+        assert row[6] == event["category"]
+        assert row[7] == event["severity"]
+        assert row[8] == [s["token"] for s in event["subjects"]]
+        assert row[9] == event["modus_operandi"]
+        assert row[10] == topics.incidents(event["agency"])
+        assert row[11] == event["source_system"]
