@@ -50,6 +50,8 @@ class AgenciesConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
     region: Region
     border_zone_km: float = Field(default=5.0, gt=0)
+    jurisdictions: Path | None = None
+    """GeoJSON FeatureCollection of the agencies' jurisdiction polygons (relative to this file)."""
     agencies: list[Agency] = Field(min_length=1)
 
     @field_validator("agencies")
@@ -84,9 +86,12 @@ def load_agencies(path: Path) -> AgenciesConfig:
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid JSON: {exc}") from exc
     try:
-        return AgenciesConfig.model_validate(raw)
+        config = AgenciesConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigurationError(f"{path}: {problems}") from exc
+    if config.jurisdictions is not None and not config.jurisdictions.is_absolute():
+        config = config.model_copy(update={"jurisdictions": path.parent / config.jurisdictions})
+    return config
