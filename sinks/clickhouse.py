@@ -55,6 +55,48 @@ INCIDENT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+CLOSURE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "UUID"),
+    ("agency", "LowCardinality(String)"),
+    ("incident_id", "String"),
+    ("closed_at", "DateTime64(3, 'UTC')"),
+    ("outcome", "LowCardinality(String)"),
+    ("reason", "Nullable(String)"),
+    ("source_topic", "LowCardinality(String)"),
+    ("source_partition", "UInt16"),
+    ("source_offset", "UInt64"),
+)
+
+TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "incidents": INCIDENT_COLUMNS,
+    "incident_closures": CLOSURE_COLUMNS,
+}
+
+
+def closure_row(value: dict[str, Any], topic: str, partition: int, offset: int) -> list[Any]:
+    """One ``incident_closures`` row from a decoded IncidentClosed event."""
+    return [
+        value["event_id"],
+        value["agency"],
+        value["incident_id"],
+        value["closed_at"],
+        value["outcome"],
+        value.get("reason"),
+        topic,
+        partition,
+        offset,
+    ]
+
+
+def table_row(
+    record_name: str, value: dict[str, Any], topic: str, partition: int, offset: int
+) -> tuple[str, list[Any]]:
+    """The table and row an accepted incident event becomes."""
+    if record_name.endswith(".IncidentClosed"):
+        return "incident_closures", closure_row(value, topic, partition, offset)
+    return "incidents", incident_row(record_name, value, topic, partition, offset)
+
+
 def incident_row(
     record_name: str, value: dict[str, Any], topic: str, partition: int, offset: int
 ) -> list[Any]:
@@ -99,9 +141,7 @@ def translate_error(exc: Exception, table: str) -> Exception:
 
 
 class ClickHouseIncidentSink(BatchingSink):
-    """Writes decoded incident rows to ClickHouse in batches."""
-
-    table = "incidents"
+    """Writes (table, row) items to ClickHouse in batches, one insert per table."""
 
     def __init__(
         self, client: Client, batch_size: int, flush_interval_s: float, metrics: SinkMetrics
@@ -109,18 +149,24 @@ class ClickHouseIncidentSink(BatchingSink):
         super().__init__(batch_size, flush_interval_s)
         self.client = client
         self.metrics = metrics
-        self._names = [name for name, _ in INCIDENT_COLUMNS]
-        self._types = [kind for _, kind in INCIDENT_COLUMNS]
 
     def write(self, items: Sequence[Any], buffers: dict[TopicPartition, PartitionBuffer]) -> None:
-        try:
-            self.client.insert(
-                self.table, list(items), column_names=self._names, column_type_names=self._types
-            )
-        except ClickHouseError as exc:
-            error = translate_error(exc, self.table)
-            outcome = "transient" if isinstance(error, TransientSinkError) else "terminal"
-            self.metrics.flushes[outcome] += 1
-            raise error from exc
+        by_table: dict[str, list[list[Any]]] = {}
+        for table, row in items:
+            by_table.setdefault(table, []).append(row)
+        for table, rows in by_table.items():
+            columns = TABLE_COLUMNS[table]
+            try:
+                self.client.insert(
+                    table,
+                    rows,
+                    column_names=[name for name, _ in columns],
+                    column_type_names=[kind for _, kind in columns],
+                )
+            except ClickHouseError as exc:
+                error = translate_error(exc, table)
+                outcome = "transient" if isinstance(error, TransientSinkError) else "terminal"
+                self.metrics.flushes[outcome] += 1
+                raise error from exc
+            self.metrics.rows_written[table] += len(rows)
         self.metrics.flushes["ok"] += 1
-        self.metrics.rows_written[self.table] += len(items)

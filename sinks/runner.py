@@ -17,7 +17,7 @@ from typing import Any
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
 from sinks.base import PartitionBuffer
-from sinks.clickhouse import ClickHouseIncidentSink, incident_row
+from sinks.clickhouse import ClickHouseIncidentSink, table_row
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client
 from xborder.codec import AvroCodec
@@ -108,8 +108,11 @@ class SinkRunner:
             tp.partition,
             offset,
         )
-        row = incident_row(decoded.record_name, decoded.value, topic, partition, source_offset)
-        sink.add(tp, offset, row)
+        sink.add(
+            tp,
+            offset,
+            table_row(decoded.record_name, decoded.value, topic, partition, source_offset),
+        )
 
     def _flush(
         self, sink: ClickHouseIncidentSink, consumer: KafkaConsumer, backoff: float

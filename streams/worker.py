@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import faust
 import mode.loop
 
@@ -14,17 +16,25 @@ from xborder.kafka_admin import ensure_topics
 from xborder.schemas import SchemaStore
 from xborder.settings import Settings
 from xborder.topics import Topics
+from xborder.validation import EventRules
 
 
 def create_worker_app(settings: Settings) -> faust.App:
     """The Faust app with all flows attached (topics must exist, see ``xborder topics``)."""
-    names = Topics.from_settings(settings, load_agencies(settings.agencies_config))
+    agencies = load_agencies(settings.agencies_config)
+    names = Topics.from_settings(settings, agencies)
     app = build_app(settings)
     codec = AvroCodec(SchemaStore(settings.schemas_dir))
+    rules = EventRules(
+        region=agencies.region,
+        max_future_skew=timedelta(seconds=settings.contract.max_future_skew_s),
+        max_bytes=settings.contract.max_message_bytes,
+    )
     ingest.register(
         app,
         declare_topics(app, names),
         codec,
+        rules,
         batch_size=settings.worker.batch_size,
         within_s=settings.worker.batch_within_s,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -11,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from xborder.errors import InvalidRecordError, XborderError
+from xborder.errors import XborderError
 from xborder.logs import setup_logging
 from xborder.settings import Settings, load_settings
 
@@ -133,57 +134,54 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_lines(source: str) -> tuple[str, TextIO]:
-    if source == "-":
-        return "<stdin>", sys.stdin
-    path = Path(source)
-    try:
-        return str(path), path.open(encoding="utf-8")
-    except OSError as exc:
-        raise XborderError(f"cannot read {path}: {exc.strerror}") from exc
-
-
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.agencies import load_agencies
     from xborder.codec import AvroCodec
-    from xborder.producer import IncidentPublisher
+    from xborder.producer import EventEncoder, IncidentPublisher
+    from xborder.publish_cli import open_source, publish_lines, with_progress
     from xborder.schemas import SchemaStore
 
     agencies = load_agencies(settings.agencies_config)
     codec = AvroCodec(SchemaStore(settings.schemas_dir))
-    name, stream = _read_lines(args.file)
-    accepted = rejected = size = 0
-    started = time.monotonic()
-    with IncidentPublisher(settings, agencies, codec, args.agency) as publisher:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-                if not isinstance(event, dict):
-                    raise InvalidRecordError("a line must hold one JSON object")
-                payload = publisher.encode(event, args.record)
-            except (json.JSONDecodeError, InvalidRecordError) as exc:
-                rejected += 1
-                print(f"{name}:{number}: rejected: {exc}", file=sys.stderr)
-                if not args.keep_going:
-                    break
-                continue
-            publisher.send_encoded(event, payload)
-            accepted += 1
-            size += len(payload)
-        publisher.flush()
-    elapsed = max(time.monotonic() - started, 1e-9)
-    print(
-        f"accepted {accepted}, rejected {rejected}, {size} bytes, {accepted / elapsed:.0f} events/s"
-    )
-    return 1 if rejected and not args.keep_going else 0
+    encoder = EventEncoder(settings, agencies, codec, args.agency)
+    name, stream, size = open_source(args.file)
+    with contextlib.ExitStack() as stack:
+        if stream is not sys.stdin:
+            stack.callback(stream.close)
+        publisher = None
+        if not args.dry_run:
+            publisher = stack.enter_context(
+                IncidentPublisher(settings, agencies, codec, args.agency)
+            )
+        summary = publish_lines(
+            encoder,
+            publisher,
+            with_progress(stream, size),
+            name,
+            args.record,
+            args.keep_going,
+            sys.stderr,
+        )
+    print(summary.line())
+    return 1 if summary.rejected and not args.keep_going else 0
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.demo import run_demo
 
     return run_demo(settings, events=args.events, keep_running=args.keep_running)
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    if args.what == "geo":
+        from xborder import geo_bench
+
+        geo_bench.main(args.rest)
+        return 0
+    from xborder import codec_bench
+
+    codec_bench.main(settings, args.rest)
+    return 0
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -241,14 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--keep-going",
         action="store_true",
-        help="publish the valid lines and exit 0 even if some are rejected",
+        help="publish every valid line and exit 0 even if some are rejected",
     )
+    publish.add_argument("--dry-run", action="store_true", help="validate only, publish nothing")
     publish.set_defaults(handler=cmd_publish)
 
     demo = sub.add_parser("demo", help="the live demo: stack up, events through, query, down")
     demo.add_argument("--events", type=int, default=6, help="sample events to publish")
     demo.add_argument("--keep-running", action="store_true", help="leave Kafka running")
     demo.set_defaults(handler=cmd_demo)
+
+    bench = sub.add_parser("bench", help="micro-benchmarks that print figures")
+    bench.add_argument("what", choices=["codec", "geo"])
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
+    bench.set_defaults(handler=cmd_bench)
 
     sub.add_parser(
         "settings", help="print the effective settings as XBORDER_* variables"

@@ -69,6 +69,29 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "incident_closures table",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS incident_closures (
+                event_id UUID,
+                agency LowCardinality(String),
+                incident_id String,
+                closed_at DateTime64(3, 'UTC'),
+                outcome LowCardinality(String),
+                reason Nullable(String),
+                source_topic LowCardinality(String),
+                source_partition UInt16,
+                source_offset UInt64,
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            ORDER BY (agency, incident_id, event_id)
+            COMMENT 'IncidentClosed events; join on (agency, incident_id) with incidents'
+            """,
+        ),
+    ),
 )
 
 

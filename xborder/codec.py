@@ -15,6 +15,7 @@ from typing import Any
 import fastavro
 
 from xborder.errors import InvalidRecordError
+from xborder.jsonavro import from_json
 from xborder.schemas import SchemaStore, StoredSchema
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -35,6 +36,15 @@ class AvroCodec:
 
     def __init__(self, store: SchemaStore) -> None:
         self.store = store
+
+    def from_json(self, record_name: str, document: dict[str, Any]) -> dict[str, Any]:
+        """Convert a plain-JSON event (ISO timestamps, untagged unions) to an Avro datum.
+
+        Checks types, enums, required and unknown fields; raises InvalidRecordError
+        naming the field path.
+        """
+        converted: dict[str, Any] = from_json(self.store.current(record_name).parsed, document)
+        return converted
 
     def encode(self, record_name: str, value: dict[str, Any]) -> bytes:
         """Encode ``value`` with the current schema of ``record_name``.

@@ -43,8 +43,11 @@ ORDER BY occurred_at
 class Pipeline:
     """Worker and sink as child processes sharing ``settings``; logs under the data dir."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, components: tuple[str, ...] = ("worker", "sink")
+    ) -> None:
         self.settings = settings
+        self.components = components
         self.log_dir = settings.data_dir / "logs"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -61,8 +64,8 @@ class Pipeline:
             )
 
     def start(self) -> None:
-        self._spawn("worker")
-        self._spawn("sink")
+        for name in self.components:
+            self._spawn(name)
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
@@ -75,19 +78,24 @@ class Pipeline:
     def wait_until_drained(self, topics: Topics, timeout_s: float = 120.0) -> None:
         """Wait until the worker and then the sink have committed everything published."""
         deadline = time.monotonic() + timeout_s
-        bootstrap = self.settings.kafka.bootstrap_servers
-        for group, names in (
-            (self.settings.worker.app_id, topics.all_incidents),
-            (self.settings.sink.group_id, [topics.accepted]),
-        ):
-            while True:
-                self.check_alive()
-                try:
-                    wait_for_group(bootstrap, group, names, timeout_s=2.0)
-                    break
-                except ServiceUnavailableError as exc:
-                    if time.monotonic() > deadline:
-                        raise ServiceUnavailableError(f"{exc}\n{self.log_tails()}") from exc
+        self.wait_for_worker(topics, timeout_s)
+        if "sink" in self.components:
+            self._wait_for(self.settings.sink.group_id, [topics.accepted], deadline)
+
+    def wait_for_worker(self, topics: Topics, timeout_s: float = 120.0) -> None:
+        """Wait until the worker has committed every published incident event."""
+        deadline = time.monotonic() + timeout_s
+        self._wait_for(self.settings.worker.app_id, topics.all_incidents, deadline)
+
+    def _wait_for(self, group: str, names: list[str], deadline: float) -> None:
+        while True:
+            self.check_alive()
+            try:
+                wait_for_group(self.settings.kafka.bootstrap_servers, group, names, timeout_s=2.0)
+                return
+            except ServiceUnavailableError as exc:
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailableError(f"{exc}\n{self.log_tails()}") from exc
 
     def log_tails(self, lines: int = 15) -> str:
         """The last lines of each child's log, for error messages."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka import KafkaProducer
@@ -21,46 +21,50 @@ from xborder.errors import InvalidRecordError, ServiceUnavailableError
 from xborder.kafka_admin import missing_topics
 from xborder.settings import Settings
 from xborder.topics import Topics
+from xborder.validation import EventRules
 
 logger = logging.getLogger(__name__)
 
-TIMESTAMP_FIELDS = ("occurred_at", "reported_at")
 
+class EventEncoder:
+    """Validates and encodes one agency's events (no Kafka needed: also the dry run)."""
 
-def parse_timestamp(value: Any, field: str) -> datetime:
-    """Accept an aware ISO-8601 string, epoch milliseconds or a datetime; return UTC datetime."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, bool):
-        raise InvalidRecordError(f"field {field!r}: expected a timestamp, got a boolean")
-    elif isinstance(value, int):
-        moment = datetime.fromtimestamp(value / 1000, tz=UTC)
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
+    def __init__(
+        self, settings: Settings, agencies: AgenciesConfig, codec: AvroCodec, agency_id: str
+    ) -> None:
+        agencies.get(agency_id)  # fails early on an unknown agency
+        self.agency_id = agency_id
+        self.codec = codec
+        self.rules = EventRules(
+            region=agencies.region,
+            max_future_skew=timedelta(seconds=settings.contract.max_future_skew_s),
+            max_bytes=settings.contract.max_message_bytes,
+        )
+
+    def encode(
+        self,
+        event: dict[str, Any],
+        record_name: str = "IncidentReported",
+        now: datetime | None = None,
+    ) -> bytes:
+        """Validate and encode one event; raises InvalidRecordError naming the field."""
+        agency = event.get("agency")
+        if agency != self.agency_id:
             raise InvalidRecordError(
-                f"field {field!r}: {value!r} is not an ISO-8601 timestamp"
-            ) from exc
-    else:
-        raise InvalidRecordError(
-            f"field {field!r}: expected ISO-8601 text or epoch milliseconds, got "
-            f"{type(value).__name__}"
-        )
-    if moment.tzinfo is None:
-        raise InvalidRecordError(
-            f"field {field!r}: {value!r} has no time zone; give UTC, e.g. '2026-03-19T08:00:00Z'"
-        )
-    return moment.astimezone(UTC)
-
-
-def prepare_event(event: dict[str, Any]) -> dict[str, Any]:
-    """Turn a JSON-shaped event into the values the Avro writer takes."""
-    prepared = dict(event)
-    for field in TIMESTAMP_FIELDS:
-        if field in prepared:
-            prepared[field] = parse_timestamp(prepared[field], field)
-    return prepared
+                f"agency: {agency!r} differs from the publisher's agency "
+                f"{self.agency_id!r}; an agency publishes only its own events"
+            )
+        prepared = self.codec.from_json(record_name, event)
+        self.rules.check_incident(prepared, now or datetime.now(UTC))
+        payload = self.codec.encode(record_name, prepared)
+        if len(payload) > self.rules.max_bytes:
+            raise InvalidRecordError(
+                f"event is {len(payload)} bytes encoded, over the limit of "
+                f"{self.rules.max_bytes} (XBORDER_CONTRACT__MAX_MESSAGE_BYTES); shorten the "
+                "narrative or split the subjects",
+                reason="oversized",
+            )
+        return payload
 
 
 class IncidentPublisher:
@@ -69,9 +73,8 @@ class IncidentPublisher:
     def __init__(
         self, settings: Settings, agencies: AgenciesConfig, codec: AvroCodec, agency_id: str
     ) -> None:
-        agencies.get(agency_id)  # fails early on an unknown agency
+        self.encoder = EventEncoder(settings, agencies, codec, agency_id)
         self.agency_id = agency_id
-        self.codec = codec
         self.topic = Topics.from_settings(settings, agencies).incidents(agency_id)
         missing = missing_topics(settings, [self.topic])
         if missing:
@@ -85,19 +88,12 @@ class IncidentPublisher:
             enable_idempotence=True,
             linger_ms=20,
             batch_size=256 * 1024,
-            compression_type=None,
             request_timeout_ms=settings.kafka.request_timeout_ms,
         )
 
     def encode(self, event: dict[str, Any], record_name: str = "IncidentReported") -> bytes:
-        """Validate and encode one event for this publisher's agency."""
-        agency = event.get("agency")
-        if agency != self.agency_id:
-            raise InvalidRecordError(
-                f"event agency {agency!r} differs from the publisher's agency "
-                f"{self.agency_id!r}; an agency publishes only its own events"
-            )
-        return self.codec.encode(record_name, prepare_event(event))
+        """Validate and encode one event (see :meth:`EventEncoder.encode`)."""
+        return self.encoder.encode(event, record_name)
 
     def publish(self, event: dict[str, Any], record_name: str = "IncidentReported") -> int:
         """Encode and send one event, waiting for the broker's acknowledgement; returns bytes."""

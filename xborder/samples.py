@@ -1,38 +1,26 @@
 """A handful of realistic sample incidents for the demo and the tests.
 
-Tokens are made with a key generated per call (an example key, never stored), so the
-samples never contain raw identifiers.
+Subjects are pseudonymised with a key ring generated per call (example keys, never
+stored), so the samples never contain raw identifiers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-SAMPLE_KEY_ID = "example-demo-key"
+from xborder.pseudonym import KeyRing, SharedKeyTokenizer, pseudonymise_subject
 
 # (agency, admin unit code, admin unit name, lat, lon, category, severity, mo tags)
 _SAMPLES = (
-    (
-        "cantho",
-        "31117",
-        "Phuong Thoi An Dong",
-        10.087,
-        105.662,
-        "THEFT",
-        "MEDIUM",
-        ["motorbike", "night"],
-    ),
+    ("cantho", "31123", "Xa Thanh An", 10.270, 105.390, "THEFT", "MEDIUM", ["motorbike", "night"]),
     (
         "angiang",
-        "30316",
-        "Xa Vinh Trinh",
-        10.212,
-        105.565,
+        "30352",
+        "Xa Vinh Trach",
+        10.280,
+        105.370,
         "THEFT",
         "MEDIUM",
         ["motorbike", "night"],
@@ -42,15 +30,16 @@ _SAMPLES = (
     ("cantho", "31150", "Xa Thoi Lai", 10.065, 105.560, "ROBBERY", "HIGH", ["knife", "group"]),
     ("angiang", "30301", "Phuong My Binh", 10.380, 105.430, "SMUGGLING", "HIGH", ["river", "boat"]),
 )
+"""(agency, admin unit code, admin unit name, lat, lon, category, severity, modus operandi).
 
-
-def _token(key: bytes, kind: str, normalised: str) -> str:
-    return hmac.new(key, f"{kind}:{normalised}".encode(), hashlib.sha256).hexdigest()
+The first two lie either side of the shared boundary, in the border zone, and share a
+suspect vehicle: the cross-border pair the correlator should link. Unit codes are
+illustrative."""
 
 
 def sample_events(count: int = 6, now: datetime | None = None) -> list[dict[str, Any]]:
     """``count`` JSON-shaped IncidentReported events across the configured example agencies."""
-    key = secrets.token_bytes(32)
+    tokenizer = SharedKeyTokenizer(KeyRing.generate())
     now = now or datetime.now(UTC)
     events = []
     for i in range(count):
@@ -75,13 +64,15 @@ def sample_events(count: int = 6, now: datetime | None = None) -> list[dict[str,
                 "category": category,
                 "severity": severity,
                 "subjects": [
-                    {
-                        "role": "SUSPECT",
-                        "kind": "VEHICLE",
-                        "token": _token(key, "vehicle", f"65B1{23456 + i % 2}"),
-                        "key_id": SAMPLE_KEY_ID,
-                        "descriptors": {"colour": "black"},
-                    }
+                    pseudonymise_subject(
+                        tokenizer,
+                        "VEHICLE",
+                        "65B1-234.56"
+                        if i % len(_SAMPLES) < 2
+                        else f"67F1-{100 + i % 900}.{10 + i % 90}",
+                        "SUSPECT",
+                        {"colour": "black"},
+                    )
                 ],
                 "modus_operandi": tags,
                 "narrative": None,

@@ -83,6 +83,15 @@ class ClickHouseSettings(_Group):
     """chDB data directory; empty means <data_dir>/clickhouse."""
 
 
+class ContractSettings(_Group):
+    """Rules every event must meet beyond its schema (checked by producer and worker)."""
+
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    """How far in the future an event's timestamps may lie (clock skew allowance)."""
+    max_message_bytes: int = Field(default=1_000_000, gt=0)
+    """Largest encoded event accepted."""
+
+
 class TopicSettings(_Group):
     """Topic naming; every topic name is built from these."""
 
@@ -143,6 +152,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    contract: ContractSettings = ContractSettings()
     topics: TopicSettings = TopicSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import faust
 
@@ -12,6 +13,7 @@ from xborder.codec import AvroCodec
 from xborder.deadletter import SOURCE_HEADER, DeadLetter
 from xborder.errors import InvalidRecordError
 from xborder.metrics import IngestMetrics
+from xborder.validation import EventRules
 
 logger = logging.getLogger(__name__)
 
@@ -24,16 +26,27 @@ class Accepted:
     """Position of the original message, topic[partition]@offset."""
 
 
+INCIDENT_RECORDS = frozenset(
+    {"xborder.v1.IncidentReported", "xborder.v1.IncidentUpdated", "xborder.v1.IncidentClosed"}
+)
+
+
 def classify(
     codec: AvroCodec,
+    rules: EventRules,
     key: bytes | None,
     value: bytes | None,
     topic: str,
     partition: int,
     offset: int,
-    max_bytes: int,
+    timestamp_ms: int,
 ) -> Accepted | DeadLetter:
-    """Decide what happens to one raw message: accepted as is, or a dead letter with a reason."""
+    """Decide what happens to one raw message: accepted as is, or a dead letter with a reason.
+
+    Time rules are checked against the message's Kafka timestamp, not the wall clock,
+    so a replay classifies every message exactly as the first run did.
+    """
+    max_bytes = rules.max_bytes
     position = f"{topic}[{partition}]@{offset}"
     if value is None:
         return DeadLetter(
@@ -50,7 +63,20 @@ def classify(
             offset,
         )
     try:
-        codec.decode(value)
+        decoded = codec.decode(value)
+        if decoded.record_name not in INCIDENT_RECORDS:
+            raise InvalidRecordError(
+                f"{decoded.record_name} is not an incident event; only IncidentReported, "
+                "IncidentUpdated and IncidentClosed belong on incidents.<agency>",
+                reason="invalid",
+            )
+        agency = decoded.value.get("agency")
+        if topic.rpartition("incidents.")[2] != agency:
+            raise InvalidRecordError(
+                f"agency {agency!r} published on {topic}; an agency writes only its own topic",
+                reason="invalid",
+            )
+        rules.check_incident(decoded.value, datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC))
     except InvalidRecordError as exc:
         return DeadLetter(key, value, exc.reason, str(exc), topic, partition, offset)
     return Accepted(key, value, position)
@@ -60,9 +86,9 @@ def register(
     app: faust.App,
     topics: StreamTopics,
     codec: AvroCodec,
+    rules: EventRules,
     batch_size: int,
     within_s: float,
-    max_bytes: int = 1_000_000,
 ) -> IngestMetrics:
     """Attach the ingest agent to ``app``; returns its counters."""
     metrics = IngestMetrics()
@@ -75,12 +101,13 @@ def register(
                 message = event.message
                 outcome = classify(
                     codec,
+                    rules,
                     message.key,
                     message.value,
                     message.topic,
                     message.partition,
                     message.offset,
-                    max_bytes,
+                    int(message.timestamp * 1000),
                 )
                 if isinstance(outcome, Accepted):
                     metrics.accepted[message.topic] += 1

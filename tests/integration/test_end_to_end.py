@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -53,3 +54,42 @@ def test_published_events_arrive_in_clickhouse_with_their_fields(make_settings) 
         assert row[9] == event["modus_operandi"]
         assert row[10] == topics.incidents(event["agency"])
         assert row[11] == event["source_system"]
+
+
+def test_reported_updated_and_closed_events_land_in_their_tables(make_settings) -> None:
+    from xborder.codec import AvroCodec
+    from xborder.producer import IncidentPublisher
+    from xborder.schemas import SchemaStore
+
+    settings = make_settings()
+    agencies = load_agencies(settings.agencies_config)
+    topics = Topics.from_settings(settings, agencies)
+    ensure_topics(settings, topics.created_by_project())
+    examples = settings.schemas_dir / "examples"
+    records = ("IncidentReported", "IncidentUpdated", "IncidentClosed")
+    documents = {r: json.loads((examples / f"{r}.json").read_text()) for r in records}
+
+    pipeline = Pipeline(settings)
+    with pipeline.running():
+        codec = AvroCodec(SchemaStore(settings.schemas_dir))
+        with IncidentPublisher(settings, agencies, codec, "cantho") as publisher:
+            for record in records:
+                publisher.publish(documents[record], record)
+        pipeline.wait_until_drained(topics, timeout_s=120)
+
+    client = get_client(settings)
+    try:
+        incidents = client.query(
+            "SELECT event_type, severity FROM incidents FINAL ORDER BY event_type"
+        ).result_rows
+        closures = client.query(
+            "SELECT incident_id, outcome, reason FROM incident_closures FINAL"
+        ).result_rows
+    finally:
+        client.close()
+    assert incidents == [
+        ("IncidentReported", documents["IncidentReported"]["severity"]),
+        ("IncidentUpdated", documents["IncidentUpdated"]["severity"]),
+    ]
+    closed = documents["IncidentClosed"]
+    assert closures == [(closed["incident_id"], closed["outcome"], closed["reason"])]
