@@ -92,6 +92,8 @@ def register(
 ) -> IngestMetrics:
     """Attach the ingest agent to ``app``; returns its counters."""
     metrics = IngestMetrics()
+    producer = app.producer
+    accepted_topic = topics.accepted.get_topic_name()
 
     @app.agent(topics.incidents, name="accept_incidents")
     async def accept_incidents(stream: faust.StreamT) -> None:
@@ -111,10 +113,15 @@ def register(
                 )
                 if isinstance(outcome, Accepted):
                     metrics.accepted[message.topic] += 1
-                    await topics.accepted.send(
-                        key=outcome.key,
-                        value=outcome.value,
-                        headers=[(SOURCE_HEADER, outcome.source.encode())],
+                    # The raw producer skips Faust's per-message send machinery; the
+                    # consumer flushes it before every offset commit, so nothing is lost.
+                    await producer.send(
+                        accepted_topic,
+                        outcome.key,
+                        outcome.value,
+                        None,
+                        None,
+                        [(SOURCE_HEADER, outcome.source.encode())],
                     )
                 else:
                     metrics.dead_letters[outcome.reason] += 1

@@ -35,6 +35,8 @@ _WORD_BREAKS = re.compile(r"[\s,;:!?\"\u201c\u201d\u2018\u2019]+")
 _WORD_EDGES = "()[]{}<>.'`"
 # the longest spelling a window must cover: "(+84) 912 345 678" or "001 234 567 890"
 _MAX_WINDOW_WORDS: Final = 5
+# the fewest digits any identifier has: a plate is a 2-digit province plus 4-5 digits
+_MIN_IDENTIFIER_DIGITS: Final = 6
 
 
 def _national_id_kind(text: str) -> str:
@@ -77,6 +79,8 @@ def identifier_kinds(text: str) -> list[str]:
 
 def find_identifier_in_text(text: str) -> str | None:
     """Describe the first plate, phone or national ID number written inside ``text``."""
+    if sum(ch.isdigit() for ch in text) < _MIN_IDENTIFIER_DIGITS:
+        return None  # fast path: every plate, phone and ID number has at least six digits
     kinds = identifier_kinds(text)
     if kinds:
         return "looks like " + " or ".join(kinds)
