@@ -1,8 +1,8 @@
-"""The ClickHouse sink: incident events to the ``incidents`` table.
+"""The ClickHouse writer: batches of (table, row) items, one insert per table.
 
-It owns its client, its column list (names and types passed explicitly, so an insert
-needs no server round-trip) and the translation of ClickHouse errors into transient
-(retry) and terminal (stop) by error code.
+It owns its client, passes column names and types explicitly (so an insert needs no
+server round-trip; the columns live in :mod:`sinks.rows`) and translates ClickHouse
+errors into transient (retry) and terminal (stop) by error code.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from clickhouse_connect.driver.exceptions import (
 from kafka import TopicPartition
 
 from sinks.base import BatchingSink, PartitionBuffer
+from sinks.rows import TABLE_COLUMNS
 from xborder.errors import TerminalSinkError, TransientSinkError
 from xborder.metrics import SinkMetrics
 
@@ -28,105 +29,6 @@ logger = logging.getLogger(__name__)
 # ClickHouse error codes that a retry can outlive: timeouts, network, memory pressure,
 # too many parts or queries, read-only or missing replicas, unknown insert status.
 TRANSIENT_CODES = frozenset({3, 159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 999})
-
-INCIDENT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("event_id", "UUID"),
-    ("agency", "LowCardinality(String)"),
-    ("incident_id", "String"),
-    ("event_type", "LowCardinality(String)"),
-    ("occurred_at", "DateTime64(3, 'UTC')"),
-    ("reported_at", "DateTime64(3, 'UTC')"),
-    ("lat", "Float64"),
-    ("lon", "Float64"),
-    ("admin_unit_code", "String"),
-    ("admin_unit_name", "String"),
-    ("address", "Nullable(String)"),
-    ("category", "LowCardinality(String)"),
-    ("severity", "LowCardinality(String)"),
-    ("subject_kinds", "Array(LowCardinality(String))"),
-    ("subject_roles", "Array(LowCardinality(String))"),
-    ("subject_tokens", "Array(String)"),
-    ("modus_operandi", "Array(String)"),
-    ("narrative", "Nullable(String)"),
-    ("source_system", "LowCardinality(String)"),
-    ("source_topic", "LowCardinality(String)"),
-    ("source_partition", "UInt16"),
-    ("source_offset", "UInt64"),
-)
-
-
-CLOSURE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("event_id", "UUID"),
-    ("agency", "LowCardinality(String)"),
-    ("incident_id", "String"),
-    ("closed_at", "DateTime64(3, 'UTC')"),
-    ("outcome", "LowCardinality(String)"),
-    ("reason", "Nullable(String)"),
-    ("source_topic", "LowCardinality(String)"),
-    ("source_partition", "UInt16"),
-    ("source_offset", "UInt64"),
-)
-
-TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "incidents": INCIDENT_COLUMNS,
-    "incident_closures": CLOSURE_COLUMNS,
-}
-
-
-def closure_row(value: dict[str, Any], topic: str, partition: int, offset: int) -> list[Any]:
-    """One ``incident_closures`` row from a decoded IncidentClosed event."""
-    return [
-        value["event_id"],
-        value["agency"],
-        value["incident_id"],
-        value["closed_at"],
-        value["outcome"],
-        value.get("reason"),
-        topic,
-        partition,
-        offset,
-    ]
-
-
-def table_row(
-    record_name: str, value: dict[str, Any], topic: str, partition: int, offset: int
-) -> tuple[str, list[Any]]:
-    """The table and row an accepted incident event becomes."""
-    if record_name.endswith(".IncidentClosed"):
-        return "incident_closures", closure_row(value, topic, partition, offset)
-    return "incidents", incident_row(record_name, value, topic, partition, offset)
-
-
-def incident_row(
-    record_name: str, value: dict[str, Any], topic: str, partition: int, offset: int
-) -> list[Any]:
-    """One ``incidents`` row from a decoded incident event, in INCIDENT_COLUMNS order."""
-    location = value["location"]
-    subjects = value.get("subjects", [])
-    return [
-        value["event_id"],
-        value["agency"],
-        value["incident_id"],
-        record_name.rpartition(".")[2],
-        value["occurred_at"],
-        value["reported_at"],
-        location["lat"],
-        location["lon"],
-        location["admin_unit_code"],
-        location["admin_unit_name"],
-        location.get("address"),
-        value["category"],
-        value["severity"],
-        [s["kind"] for s in subjects],
-        [s["role"] for s in subjects],
-        [s["token"] for s in subjects],
-        list(value.get("modus_operandi", [])),
-        value.get("narrative"),
-        value["source_system"],
-        topic,
-        partition,
-        offset,
-    ]
 
 
 def translate_error(exc: Exception, table: str) -> Exception:

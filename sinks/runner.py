@@ -17,7 +17,8 @@ from typing import Any
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
 from sinks.base import PartitionBuffer
-from sinks.clickhouse import ClickHouseIncidentSink, table_row
+from sinks.clickhouse import ClickHouseIncidentSink
+from sinks.rows import rows_for
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client
 from xborder.codec import AvroCodec
@@ -56,12 +57,12 @@ class SinkRunner:
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
-        consumer.subscribe([self.topics.accepted])
+        consumer.subscribe(self.topics.sunk())
         return consumer
 
     def run(self) -> None:
         """Consume until :attr:`stopping` is set, then flush and commit what is buffered."""
-        ensure_topics(self.settings, [self.topics.accepted])
+        ensure_topics(self.settings, self.topics.sunk())
         client = get_client(self.settings)
         sink = ClickHouseIncidentSink(
             client,
@@ -71,7 +72,7 @@ class SinkRunner:
         )
         consumer = self._consumer()
         backoff = self.settings.sink.retry_backoff_s
-        logger.info("sink consuming %s into ClickHouse", self.topics.accepted)
+        logger.info("sink consuming %s into ClickHouse", ", ".join(self.topics.sunk()))
         try:
             while not self.stopping.is_set():
                 for tp, messages in consumer.poll(timeout_ms=200).items():
@@ -108,11 +109,11 @@ class SinkRunner:
             tp.partition,
             offset,
         )
-        sink.add(
-            tp,
-            offset,
-            table_row(decoded.record_name, decoded.value, topic, partition, source_offset),
-        )
+        rows = rows_for(decoded.record_name, decoded.value, topic, partition, source_offset)
+        if not rows:
+            sink.advance(tp, offset)
+        for row in rows:
+            sink.add(tp, offset, row)
 
     def _flush(
         self, sink: ClickHouseIncidentSink, consumer: KafkaConsumer, backoff: float

@@ -12,10 +12,9 @@ from streams.flows import ingest
 from streams.topics import declare_topics
 from xborder.agencies import load_agencies
 from xborder.codec import AvroCodec
-from xborder.kafka_admin import ensure_topics
 from xborder.schemas import SchemaStore
 from xborder.settings import Settings
-from xborder.topics import Topics
+from xborder.topics import Topics, ensure_project_topics
 from xborder.validation import EventRules
 
 
@@ -44,7 +43,7 @@ def create_worker_app(settings: Settings) -> faust.App:
 def run_worker(settings: Settings) -> None:
     """Create missing topics, then run the worker until SIGTERM/SIGINT."""
     names = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-    ensure_topics(settings, names.created_by_project())
+    ensure_project_topics(settings, names)
     mode.loop.use("uvloop")
     app = create_worker_app(settings)
     worker = faust.Worker(app, loglevel=settings.worker.log_level, quiet=True)

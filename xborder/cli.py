@@ -80,13 +80,13 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.agencies import load_agencies
-    from xborder.kafka_admin import ensure_topics, missing_topics
-    from xborder.topics import Topics
+    from xborder.kafka_admin import missing_topics
+    from xborder.topics import Topics, ensure_project_topics
 
     names = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-    wanted = names.created_by_project()
+    wanted = names.created_by_project() + names.single_partition()
     if args.action == "create":
-        created = ensure_topics(settings, wanted)
+        created = ensure_project_topics(settings, names)
         print(f"created {len(created)} topics: {', '.join(created) or '-'}")
         return 0
     missing = set(missing_topics(settings, wanted))

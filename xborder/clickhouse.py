@@ -92,6 +92,86 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "correlations, cases and alerts",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS correlations (
+                correlation_id String,
+                a_agency LowCardinality(String),
+                a_incident_id String,
+                a_event_id UUID,
+                b_agency LowCardinality(String),
+                b_incident_id String,
+                b_event_id UUID,
+                score Float64,
+                threshold Float64,
+                evidence_kinds Array(LowCardinality(String)),
+                evidence_weights Array(Float64),
+                evidence_details Array(String),
+                created_at DateTime64(3, 'UTC'),
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            ORDER BY correlation_id
+            COMMENT 'Cross-border links with their evidence; correlation_id is deterministic'
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS case_events (
+                case_event_id String,
+                case_id String,
+                event_type LowCardinality(String),
+                incident_agencies Array(LowCardinality(String)),
+                incident_ids Array(String),
+                correlation_ids Array(String),
+                merged_case_ids Array(String),
+                status LowCardinality(String),
+                agencies Array(LowCardinality(String)),
+                at DateTime64(3, 'UTC'),
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            ORDER BY (case_id, case_event_id)
+            COMMENT 'The event-sourced history of every cross-border case'
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS case_members (
+                agency LowCardinality(String),
+                incident_id String,
+                case_id String,
+                at DateTime64(3, 'UTC'),
+                case_event_id String
+            )
+            ENGINE = ReplacingMergeTree(at)
+            ORDER BY (agency, incident_id)
+            COMMENT 'The current case of each linked incident: query with FINAL'
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS alerts (
+                identifier String,
+                alert_kind LowCardinality(String),
+                sender String,
+                sent DateTime64(3, 'UTC'),
+                status LowCardinality(String),
+                msg_type LowCardinality(String),
+                event String,
+                urgency LowCardinality(String),
+                severity LowCardinality(String),
+                certainty LowCardinality(String),
+                headline Nullable(String),
+                area_desc String,
+                case_id Nullable(String),
+                correlation_ids Array(String),
+                target_agencies Array(LowCardinality(String)),
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            ORDER BY identifier
+            COMMENT 'Alerts as sent to monitoring consumers (CAP 1.2 fields flattened)'
+            """,
+        ),
+    ),
 )
 
 

@@ -21,13 +21,13 @@ from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client, query_rows
 from xborder.codec import AvroCodec
 from xborder.errors import ServiceUnavailableError
-from xborder.kafka_admin import ensure_topics, wait_for_group
+from xborder.kafka_admin import wait_for_group
 from xborder.local_kafka import LocalKafka
 from xborder.producer import IncidentPublisher
 from xborder.samples import sample_events
 from xborder.schemas import SchemaStore
 from xborder.settings import Settings, to_env
-from xborder.topics import Topics
+from xborder.topics import Topics, ensure_project_topics
 
 DEMO_QUERY = """
 SELECT agency, incident_id, category, severity,
@@ -162,7 +162,7 @@ def run_demo(
     kafka.up()
     try:
         topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-        ensure_topics(settings, topics.created_by_project())
+        ensure_project_topics(settings, topics)
         pipeline = Pipeline(settings)
         _step(out, started, "starting the Faust worker and the ClickHouse sink")
         with pipeline.running():

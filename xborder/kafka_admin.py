@@ -50,8 +50,13 @@ def broker_accepts_requests(bootstrap_servers: str, timeout_ms: int = 2_000) -> 
         admin.close()
 
 
-def ensure_topics(settings: Settings, names: Iterable[str]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+def ensure_topics(
+    settings: Settings, names: Iterable[str], partitions: int | None = None
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created.
+
+    ``partitions`` overrides the configured partition count (one-partition topics).
+    """
     admin = admin_client(settings.kafka.bootstrap_servers)
     try:
         existing = set(admin.list_topics())
@@ -62,7 +67,7 @@ def ensure_topics(settings: Settings, names: Iterable[str]) -> list[str]:
                     [
                         NewTopic(
                             name,
-                            num_partitions=settings.topics.partitions,
+                            num_partitions=partitions or settings.topics.partitions,
                             replication_factor=settings.topics.replication_factor,
                         )
                         for name in missing

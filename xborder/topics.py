@@ -37,6 +37,58 @@ class Topics:
         """Messages the worker could not accept, with the reason in headers."""
         return f"{self.prefix}deadletters"
 
+    @property
+    def blocks(self) -> str:
+        """Internal: batches of (blocking key, incident view) items, repartitioned by key."""
+        return f"{self.prefix}correlation.blocks"
+
+    @property
+    def links(self) -> str:
+        """Internal, one partition: new correlations with both incidents, for the case stage."""
+        return f"{self.prefix}correlation.links"
+
+    @property
+    def correlations(self) -> str:
+        """Cross-border links with their evidence (Avro Correlation)."""
+        return f"{self.prefix}correlations"
+
+    @property
+    def cases(self) -> str:
+        """Case events: created, incident added, merged (Avro CaseEvent)."""
+        return f"{self.prefix}cases"
+
+    def alerts(self, agency_id: str) -> str:
+        """Alerts for agency ``agency_id``'s monitoring consumers (Avro Alert)."""
+        return f"{self.prefix}alerts.{agency_id}"
+
+    @property
+    def all_alerts(self) -> list[str]:
+        return [self.alerts(a) for a in self.agency_ids]
+
+    def sunk(self) -> list[str]:
+        """What the ClickHouse sink consumes."""
+        return [self.accepted, self.correlations, self.cases, *self.all_alerts]
+
     def created_by_project(self) -> list[str]:
-        """Topics ``xborder topics create`` makes before workers start."""
-        return [*self.all_incidents, self.accepted, self.dead_letters]
+        """Topics with the configured partition count (see :meth:`single_partition`)."""
+        return [
+            *self.all_incidents,
+            self.accepted,
+            self.dead_letters,
+            self.blocks,
+            self.correlations,
+            self.cases,
+            *self.all_alerts,
+        ]
+
+    def single_partition(self) -> list[str]:
+        """Topics that must have exactly one partition (a global order is needed)."""
+        return [self.links]
+
+
+def ensure_project_topics(settings: Settings, topics: Topics) -> list[str]:
+    """Create every missing project topic with its partition count; returns those created."""
+    from xborder.kafka_admin import ensure_topics
+
+    created = ensure_topics(settings, topics.created_by_project())
+    return created + ensure_topics(settings, topics.single_partition(), partitions=1)

@@ -14,11 +14,10 @@ from xborder.agencies import load_agencies
 from xborder.codec import SINGLE_OBJECT_HEADER_LEN, AvroCodec
 from xborder.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from xborder.demo import Pipeline
-from xborder.kafka_admin import ensure_topics
 from xborder.samples import sample_events
 from xborder.schemas import SchemaStore
 from xborder.settings import Settings
-from xborder.topics import Topics
+from xborder.topics import Topics, ensure_project_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -81,7 +80,7 @@ def test_every_message_is_forwarded_or_dead_lettered_with_its_reason(
 ) -> None:
     settings = make_settings()
     topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-    ensure_topics(settings, topics.created_by_project())
+    ensure_project_topics(settings, topics)
     messages = _build_messages(settings, random.Random(20260319))
     expected_reason = {value: reason for value, reason in messages}
     source = topics.incidents("cantho")

@@ -10,9 +10,8 @@ import pytest
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client
 from xborder.demo import Pipeline, publish_samples
-from xborder.kafka_admin import ensure_topics
 from xborder.samples import sample_events
-from xborder.topics import Topics
+from xborder.topics import Topics, ensure_project_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -20,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_published_events_arrive_in_clickhouse_with_their_fields(make_settings) -> None:
     settings = make_settings()
     topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-    ensure_topics(settings, topics.created_by_project())
+    ensure_project_topics(settings, topics)
     events = sample_events(4)
 
     pipeline = Pipeline(settings)
@@ -64,7 +63,7 @@ def test_reported_updated_and_closed_events_land_in_their_tables(make_settings) 
     settings = make_settings()
     agencies = load_agencies(settings.agencies_config)
     topics = Topics.from_settings(settings, agencies)
-    ensure_topics(settings, topics.created_by_project())
+    ensure_project_topics(settings, topics)
     examples = settings.schemas_dir / "examples"
     records = ("IncidentReported", "IncidentUpdated", "IncidentClosed")
     documents = {r: json.loads((examples / f"{r}.json").read_text()) for r in records}

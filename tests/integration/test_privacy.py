@@ -10,11 +10,11 @@ from kafka import KafkaConsumer, TopicPartition
 
 from xborder.agencies import load_agencies
 from xborder.demo import Pipeline, publish_samples
-from xborder.kafka_admin import admin_client, ensure_topics
+from xborder.kafka_admin import admin_client
 from xborder.pseudonym import KeyRing, SharedKeyTokenizer, pseudonymise_subject, raw_forms
 from xborder.samples import sample_events
 from xborder.settings import Settings
-from xborder.topics import Topics
+from xborder.topics import Topics, ensure_project_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,7 +75,7 @@ def _all_bytes(settings: Settings) -> list[tuple[str, bytes]]:
 def test_no_raw_identifier_reaches_any_topic(make_settings) -> None:
     settings = make_settings()
     topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-    ensure_topics(settings, topics.created_by_project())
+    ensure_project_topics(settings, topics)
     rng = random.Random()
     tokenizer = SharedKeyTokenizer(KeyRing.generate())
     identifiers = _raw_identifiers(rng)

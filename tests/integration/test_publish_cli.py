@@ -12,10 +12,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from xborder.agencies import load_agencies
-from xborder.kafka_admin import ensure_topics
 from xborder.samples import sample_events
 from xborder.settings import Settings, to_env
-from xborder.topics import Topics
+from xborder.topics import Topics, ensure_project_topics
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +62,7 @@ def _publish(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
 def ready(make_settings) -> tuple[Settings, str]:
     settings = make_settings()
     topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-    ensure_topics(settings, topics.created_by_project())
+    ensure_project_topics(settings, topics)
     return settings, topics.incidents("cantho")
 
 

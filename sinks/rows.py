@@ -1,0 +1,253 @@
+"""Which ClickHouse rows each accepted record becomes, and the tables' column lists.
+
+One function per record kind; :func:`rows_for` dispatches on the record's full name.
+Column lists carry explicit types so inserts need no server round-trip; they must
+match the migrations in :mod:`xborder.clickhouse`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Columns = tuple[tuple[str, str], ...]
+Row = list[Any]
+
+INCIDENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "UUID"),
+    ("agency", "LowCardinality(String)"),
+    ("incident_id", "String"),
+    ("event_type", "LowCardinality(String)"),
+    ("occurred_at", "DateTime64(3, 'UTC')"),
+    ("reported_at", "DateTime64(3, 'UTC')"),
+    ("lat", "Float64"),
+    ("lon", "Float64"),
+    ("admin_unit_code", "String"),
+    ("admin_unit_name", "String"),
+    ("address", "Nullable(String)"),
+    ("category", "LowCardinality(String)"),
+    ("severity", "LowCardinality(String)"),
+    ("subject_kinds", "Array(LowCardinality(String))"),
+    ("subject_roles", "Array(LowCardinality(String))"),
+    ("subject_tokens", "Array(String)"),
+    ("modus_operandi", "Array(String)"),
+    ("narrative", "Nullable(String)"),
+    ("source_system", "LowCardinality(String)"),
+    ("source_topic", "LowCardinality(String)"),
+    ("source_partition", "UInt16"),
+    ("source_offset", "UInt64"),
+)
+
+
+CLOSURE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "UUID"),
+    ("agency", "LowCardinality(String)"),
+    ("incident_id", "String"),
+    ("closed_at", "DateTime64(3, 'UTC')"),
+    ("outcome", "LowCardinality(String)"),
+    ("reason", "Nullable(String)"),
+    ("source_topic", "LowCardinality(String)"),
+    ("source_partition", "UInt16"),
+    ("source_offset", "UInt64"),
+)
+
+
+def closure_row(value: dict[str, Any], topic: str, partition: int, offset: int) -> list[Any]:
+    """One ``incident_closures`` row from a decoded IncidentClosed event."""
+    return [
+        value["event_id"],
+        value["agency"],
+        value["incident_id"],
+        value["closed_at"],
+        value["outcome"],
+        value.get("reason"),
+        topic,
+        partition,
+        offset,
+    ]
+
+
+def incident_row(
+    record_name: str, value: dict[str, Any], topic: str, partition: int, offset: int
+) -> list[Any]:
+    """One ``incidents`` row from a decoded incident event, in INCIDENT_COLUMNS order."""
+    location = value["location"]
+    subjects = value.get("subjects", [])
+    return [
+        value["event_id"],
+        value["agency"],
+        value["incident_id"],
+        record_name.rpartition(".")[2],
+        value["occurred_at"],
+        value["reported_at"],
+        location["lat"],
+        location["lon"],
+        location["admin_unit_code"],
+        location["admin_unit_name"],
+        location.get("address"),
+        value["category"],
+        value["severity"],
+        [s["kind"] for s in subjects],
+        [s["role"] for s in subjects],
+        [s["token"] for s in subjects],
+        list(value.get("modus_operandi", [])),
+        value.get("narrative"),
+        value["source_system"],
+        topic,
+        partition,
+        offset,
+    ]
+
+
+CORRELATION_COLUMNS: Columns = (
+    ("correlation_id", "String"),
+    ("a_agency", "LowCardinality(String)"),
+    ("a_incident_id", "String"),
+    ("a_event_id", "UUID"),
+    ("b_agency", "LowCardinality(String)"),
+    ("b_incident_id", "String"),
+    ("b_event_id", "UUID"),
+    ("score", "Float64"),
+    ("threshold", "Float64"),
+    ("evidence_kinds", "Array(LowCardinality(String))"),
+    ("evidence_weights", "Array(Float64)"),
+    ("evidence_details", "Array(String)"),
+    ("created_at", "DateTime64(3, 'UTC')"),
+)
+
+CASE_EVENT_COLUMNS: Columns = (
+    ("case_event_id", "String"),
+    ("case_id", "String"),
+    ("event_type", "LowCardinality(String)"),
+    ("incident_agencies", "Array(LowCardinality(String))"),
+    ("incident_ids", "Array(String)"),
+    ("correlation_ids", "Array(String)"),
+    ("merged_case_ids", "Array(String)"),
+    ("status", "LowCardinality(String)"),
+    ("agencies", "Array(LowCardinality(String))"),
+    ("at", "DateTime64(3, 'UTC')"),
+)
+
+CASE_MEMBER_COLUMNS: Columns = (
+    ("agency", "LowCardinality(String)"),
+    ("incident_id", "String"),
+    ("case_id", "String"),
+    ("at", "DateTime64(3, 'UTC')"),
+    ("case_event_id", "String"),
+)
+
+ALERT_COLUMNS: Columns = (
+    ("identifier", "String"),
+    ("alert_kind", "LowCardinality(String)"),
+    ("sender", "String"),
+    ("sent", "DateTime64(3, 'UTC')"),
+    ("status", "LowCardinality(String)"),
+    ("msg_type", "LowCardinality(String)"),
+    ("event", "String"),
+    ("urgency", "LowCardinality(String)"),
+    ("severity", "LowCardinality(String)"),
+    ("certainty", "LowCardinality(String)"),
+    ("headline", "Nullable(String)"),
+    ("area_desc", "String"),
+    ("case_id", "Nullable(String)"),
+    ("correlation_ids", "Array(String)"),
+    ("target_agencies", "Array(LowCardinality(String))"),
+)
+
+TABLE_COLUMNS: dict[str, Columns] = {
+    "incidents": INCIDENT_COLUMNS,
+    "incident_closures": CLOSURE_COLUMNS,
+    "correlations": CORRELATION_COLUMNS,
+    "case_events": CASE_EVENT_COLUMNS,
+    "case_members": CASE_MEMBER_COLUMNS,
+    "alerts": ALERT_COLUMNS,
+}
+
+
+def correlation_row(value: dict[str, Any]) -> Row:
+    """One ``correlations`` row from a Correlation record."""
+    a, b = value["incident_a"], value["incident_b"]
+    evidence = value.get("evidence", [])
+    return [
+        value["correlation_id"],
+        a["agency"],
+        a["incident_id"],
+        a["event_id"],
+        b["agency"],
+        b["incident_id"],
+        b["event_id"],
+        value["score"],
+        value["threshold"],
+        [e["kind"] for e in evidence],
+        [e["weight"] for e in evidence],
+        [e["detail"] for e in evidence],
+        value["created_at"],
+    ]
+
+
+def case_rows(value: dict[str, Any]) -> list[tuple[str, Row]]:
+    """A ``case_events`` row, and one ``case_members`` row per incident the event names.
+
+    ``case_members`` keeps the newest case of each incident (ReplacingMergeTree on
+    ``at``), so after a merge the absorbed incidents point at the surviving case.
+    """
+    incidents = value.get("incidents", [])
+    event_row: Row = [
+        value["case_event_id"],
+        value["case_id"],
+        value["event_type"],
+        [i["agency"] for i in incidents],
+        [i["incident_id"] for i in incidents],
+        list(value.get("correlation_ids", [])),
+        list(value.get("merged_case_ids", [])),
+        value["status"],
+        list(value.get("agencies", [])),
+        value["at"],
+    ]
+    members = [
+        (
+            "case_members",
+            [i["agency"], i["incident_id"], value["case_id"], value["at"], value["case_event_id"]],
+        )
+        for i in incidents
+    ]
+    return [("case_events", event_row), *members]
+
+
+def alert_row(value: dict[str, Any]) -> Row:
+    """One ``alerts`` row from an Alert record (CAP fields flattened)."""
+    area = value.get("area") or {}
+    return [
+        value["identifier"],
+        value["alert_kind"],
+        value["sender"],
+        value["sent"],
+        value["status"],
+        value["msgType"],
+        value["event"],
+        value["urgency"],
+        value["severity"],
+        value["certainty"],
+        value.get("headline"),
+        area.get("areaDesc", ""),
+        value.get("case_id"),
+        list(value.get("correlation_ids", [])),
+        list(value.get("target_agencies", [])),
+    ]
+
+
+def rows_for(
+    record_name: str, value: dict[str, Any], topic: str, partition: int, offset: int
+) -> list[tuple[str, Row]]:
+    """The (table, row) pairs one accepted record becomes."""
+    kind = record_name.rpartition(".")[2]
+    if kind in ("IncidentReported", "IncidentUpdated"):
+        return [("incidents", incident_row(record_name, value, topic, partition, offset))]
+    if kind == "IncidentClosed":
+        return [("incident_closures", closure_row(value, topic, partition, offset))]
+    if kind == "Correlation":
+        return [("correlations", correlation_row(value))]
+    if kind == "CaseEvent":
+        return case_rows(value)
+    if kind == "Alert":
+        return [("alerts", alert_row(value))]
+    return []
