@@ -21,14 +21,13 @@ from sinks.clickhouse import ClickHouseIncidentSink
 from sinks.rows import rows_for
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client
-from xborder.codec import AvroCodec
 from xborder.deadletter import SOURCE_HEADER
 from xborder.errors import InvalidRecordError, TransientSinkError
 from xborder.kafka_admin import ensure_topics
 from xborder.metrics import SinkMetrics
-from xborder.schemas import SchemaStore
 from xborder.settings import Settings
 from xborder.topics import Topics
+from xborder.wire import codec_for
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class SinkRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-        self.codec = AvroCodec(SchemaStore(settings.schemas_dir))
+        self.codec = codec_for(settings)
         self.metrics = SinkMetrics()
         self.stopping = threading.Event()
         self.skipped = 0

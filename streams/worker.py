@@ -11,11 +11,10 @@ from streams.app import build_app
 from streams.flows import ingest
 from streams.topics import declare_topics
 from xborder.agencies import load_agencies
-from xborder.codec import AvroCodec
-from xborder.schemas import SchemaStore
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
 from xborder.validation import EventRules
+from xborder.wire import codec_for
 
 
 def create_worker_app(settings: Settings) -> faust.App:
@@ -23,7 +22,7 @@ def create_worker_app(settings: Settings) -> faust.App:
     agencies = load_agencies(settings.agencies_config)
     names = Topics.from_settings(settings, agencies)
     app = build_app(settings)
-    codec = AvroCodec(SchemaStore(settings.schemas_dir))
+    codec = codec_for(settings)
     rules = EventRules(
         region=agencies.region,
         max_future_skew=timedelta(seconds=settings.contract.max_future_skew_s),

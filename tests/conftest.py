@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.registry_fixture import schema_registry_url  # noqa: F401 (fixture)
 from xborder.local_kafka import LocalKafka
 from xborder.settings import Settings, load_settings
 

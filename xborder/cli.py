@@ -136,13 +136,12 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.agencies import load_agencies
-    from xborder.codec import AvroCodec
     from xborder.producer import EventEncoder, IncidentPublisher
     from xborder.publish_cli import open_source, publish_lines, with_progress
-    from xborder.schemas import SchemaStore
+    from xborder.wire import codec_for
 
     agencies = load_agencies(settings.agencies_config)
-    codec = AvroCodec(SchemaStore(settings.schemas_dir))
+    codec = codec_for(settings)
     encoder = EventEncoder(settings, agencies, codec, args.agency)
     name, stream, size = open_source(args.file)
     with contextlib.ExitStack() as stack:

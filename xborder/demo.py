@@ -7,27 +7,20 @@ have committed everything published.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client, query_rows
-from xborder.codec import AvroCodec
-from xborder.errors import ServiceUnavailableError
-from xborder.kafka_admin import wait_for_group
 from xborder.local_kafka import LocalKafka
+from xborder.pipeline import Pipeline
 from xborder.producer import IncidentPublisher
 from xborder.samples import sample_events
-from xborder.schemas import SchemaStore
-from xborder.settings import Settings, to_env
+from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
+from xborder.wire import codec_for
 
 DEMO_QUERY = """
 SELECT agency, incident_id, category, severity,
@@ -40,98 +33,10 @@ ORDER BY occurred_at
 """
 
 
-class Pipeline:
-    """Worker and sink as child processes sharing ``settings``; logs under the data dir."""
-
-    def __init__(
-        self, settings: Settings, components: tuple[str, ...] = ("worker", "sink")
-    ) -> None:
-        self.settings = settings
-        self.components = components
-        self.log_dir = settings.data_dir / "logs"
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def _spawn(self, name: str) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **to_env(self.settings)}
-        with open(self.log_dir / f"{name}.log", "ab") as log:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "xborder", name],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def start(self) -> None:
-        for name in self.components:
-            self._spawn(name)
-
-    def check_alive(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise ServiceUnavailableError(
-                    f"the {name} exited with code {process.returncode}; see "
-                    f"{self.log_dir / (name + '.log')}"
-                )
-
-    def wait_until_drained(self, topics: Topics, timeout_s: float = 120.0) -> None:
-        """Wait until the worker and then the sink have committed everything published."""
-        deadline = time.monotonic() + timeout_s
-        self.wait_for_worker(topics, timeout_s)
-        if "sink" in self.components:
-            self._wait_for(self.settings.sink.group_id, [topics.accepted], deadline)
-
-    def wait_for_worker(self, topics: Topics, timeout_s: float = 120.0) -> None:
-        """Wait until the worker has committed every published incident event."""
-        deadline = time.monotonic() + timeout_s
-        self._wait_for(self.settings.worker.app_id, topics.all_incidents, deadline)
-
-    def _wait_for(self, group: str, names: list[str], deadline: float) -> None:
-        while True:
-            self.check_alive()
-            try:
-                wait_for_group(self.settings.kafka.bootstrap_servers, group, names, timeout_s=2.0)
-                return
-            except ServiceUnavailableError as exc:
-                if time.monotonic() > deadline:
-                    raise ServiceUnavailableError(f"{exc}\n{self.log_tails()}") from exc
-
-    def log_tails(self, lines: int = 15) -> str:
-        """The last lines of each child's log, for error messages."""
-        parts = []
-        for name in self.processes:
-            path = self.log_dir / f"{name}.log"
-            text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
-            parts.append(f"--- last lines of {path}:\n" + "\n".join(text))
-        return "\n".join(parts)
-
-    def stop(self) -> None:
-        """SIGTERM each process (the sink flushes first), then wait; kill stragglers."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.processes.clear()
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Pipeline]:
-        self.start()
-        try:
-            yield self
-        finally:
-            self.stop()
-
-
 def publish_samples(settings: Settings, events: list[dict[str, Any]]) -> None:
     """Publish each event through its own agency's publisher."""
     agencies = load_agencies(settings.agencies_config)
-    codec = AvroCodec(SchemaStore(settings.schemas_dir))
+    codec = codec_for(settings)
     by_agency: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
         by_agency[event["agency"]].append(event)

@@ -45,6 +45,8 @@ class KafkaSettings(_Group):
     """Client id prefix reported to the broker."""
     request_timeout_ms: int = Field(default=30_000, gt=0)
     """Upper bound for one client request to the broker."""
+    schema_registry_url: str | None = None
+    """Confluent-API schema registry; when set, messages use the Confluent framing."""
 
 
 class LocalKafkaSettings(_Group):

@@ -9,7 +9,8 @@ import pytest
 
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client
-from xborder.demo import Pipeline, publish_samples
+from xborder.demo import publish_samples
+from xborder.pipeline import Pipeline
 from xborder.samples import sample_events
 from xborder.topics import Topics, ensure_project_topics
 

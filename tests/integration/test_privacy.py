@@ -9,8 +9,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from xborder.agencies import load_agencies
-from xborder.demo import Pipeline, publish_samples
+from xborder.demo import publish_samples
 from xborder.kafka_admin import admin_client
+from xborder.pipeline import Pipeline
 from xborder.pseudonym import KeyRing, SharedKeyTokenizer, pseudonymise_subject, raw_forms
 from xborder.samples import sample_events
 from xborder.settings import Settings

@@ -1,0 +1,121 @@
+"""The pipeline's processes on one machine: Faust workers and the ClickHouse sink.
+
+Each runs as a child process (``python -m xborder worker|sink``) configured through
+the same settings, passed as ``XBORDER_*`` variables; logs go to ``<data_dir>/logs``.
+Used by the demo, the benchmark and the integration tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+from xborder.errors import ServiceUnavailableError
+from xborder.kafka_admin import wait_for_group
+from xborder.settings import Settings, to_env
+from xborder.topics import Topics
+
+
+class Pipeline:
+    """``workers`` Faust workers and (optionally) the sink as child processes."""
+
+    def __init__(self, settings: Settings, workers: int = 1, sink: bool = True) -> None:
+        self.settings = settings
+        self.workers = workers
+        self.with_sink = sink
+        self.log_dir = settings.data_dir / "logs"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _spawn(self, name: str, command: str, settings: Settings) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **to_env(settings)}
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "xborder", command],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def start(self) -> None:
+        for index in range(self.workers):
+            # each worker keeps its own state directory and web port
+            worker_settings = self.settings.with_overrides(
+                **{
+                    "data_dir": self.settings.data_dir / f"worker-{index}",
+                    "worker.web_port": self.settings.worker.web_port + index,
+                }
+            )
+            self._spawn(f"worker-{index}", "worker", worker_settings)
+        if self.with_sink:
+            self._spawn("sink", "sink", self.settings)
+
+    def pids(self) -> dict[str, int]:
+        """Process id of each running child, by name."""
+        return {name: p.pid for name, p in self.processes.items() if p.poll() is None}
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise ServiceUnavailableError(
+                    f"the {name} exited with code {process.returncode}; see "
+                    f"{self.log_dir / (name + '.log')}"
+                )
+
+    def wait_until_drained(self, topics: Topics, timeout_s: float = 120.0) -> None:
+        """Wait until the worker and then the sink have committed everything published."""
+        deadline = time.monotonic() + timeout_s
+        self.wait_for_worker(topics, timeout_s)
+        if self.with_sink:
+            self._wait_for(self.settings.sink.group_id, [topics.accepted], deadline)
+
+    def wait_for_worker(self, topics: Topics, timeout_s: float = 120.0) -> None:
+        """Wait until the worker has committed every published incident event."""
+        deadline = time.monotonic() + timeout_s
+        self._wait_for(self.settings.worker.app_id, topics.all_incidents, deadline)
+
+    def _wait_for(self, group: str, names: list[str], deadline: float) -> None:
+        while True:
+            self.check_alive()
+            try:
+                wait_for_group(self.settings.kafka.bootstrap_servers, group, names, timeout_s=2.0)
+                return
+            except ServiceUnavailableError as exc:
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailableError(f"{exc}\n{self.log_tails()}") from exc
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The last lines of each child's log, for error messages."""
+        parts = []
+        for name in self.processes:
+            path = self.log_dir / f"{name}.log"
+            text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+            parts.append(f"--- last lines of {path}:\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        """SIGTERM each process (the sink flushes first), then wait; kill stragglers."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Pipeline]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
