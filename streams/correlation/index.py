@@ -1,0 +1,265 @@
+"""Windowed index of incident views by key, with bulk eviction and version handling.
+
+Each key holds its views in two parallel lists sorted by event time (times, views):
+appends are the common case (events arrive roughly in time order), a late view is
+inserted in place, and a lookup is two bisections and a slice, so its cost depends on how
+many views the key holds near the asked time, never on the size of the whole index.
+
+Eviction is in bulk: the index notes, per time bucket (1/32 of the window), which keys
+received a view of that bucket; once the watermark leaves a bucket behind the window,
+only those keys are trimmed (one bisection and one slice deletion each). Every stored view
+is thus visited once on its way out: per-event cost stays flat however long the history.
+Lookups never return a view older than ``watermark - window`` even before its bucket is
+trimmed, so results do not depend on when eviction runs.
+
+Versions: the index keeps the current view of each incident (``ref``). A view of a newer
+version (later ``version_ms``, ties broken by event_id) replaces it: the old view may stay
+in some key lists until evicted, but lookups skip it. A redelivered event (same event_id)
+is stored once per key, and an older version arriving after a newer one is ignored.
+
+Too late: a view older than ``watermark - window`` (the watermark already lags the newest
+event time by the allowed lateness) is not correlated: its partners may be evicted.
+``admit`` says so and the caller counts it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Hashable, Iterable, Sequence
+from enum import Enum
+
+from .model import IncidentView, Ref
+
+NO_WATERMARK = -(2**62)
+"""Watermark before any event: nothing is too late, nothing is evicted."""
+BUCKETS_PER_WINDOW = 32
+
+
+class Admission(Enum):
+    """What ``admit`` decided for a view."""
+
+    NEW = "new"
+    """First view of this incident in the index."""
+    UPDATED = "updated"
+    """A newer version of an incident: it replaces the current view."""
+    CURRENT = "current"
+    """The same event as the current view (another of its keys, or a redelivery)."""
+    STALE = "stale"
+    """An older version than the current view: ignored."""
+    TOO_LATE = "too_late"
+    """Older than ``watermark - window``: not correlated."""
+
+
+class WindowIndex:
+    """Views per key within ``window_ms`` of the watermark (see the module docstring)."""
+
+    def __init__(
+        self, window_ms: int, allowed_lateness_ms: int, bucket_ms: int | None = None
+    ) -> None:
+        if window_ms <= 0:
+            raise ValueError(f"window_ms must be positive, got {window_ms}")
+        if allowed_lateness_ms < 0:
+            raise ValueError(f"allowed_lateness_ms must be >= 0, got {allowed_lateness_ms}")
+        self.window_ms = window_ms
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.bucket_ms = bucket_ms or max(window_ms // BUCKETS_PER_WINDOW, 1)
+        self.watermark_ms = NO_WATERMARK
+        self.cutoff_ms = NO_WATERMARK
+        """Views older than this are invisible and evicted: ``watermark - window``."""
+        self._slots: dict[Hashable, tuple[list[int], list[IncidentView]]] = {}
+        self._current: dict[Ref, IncidentView] = {}
+        self._live: set[str] = set()
+        self._key_buckets: dict[int, set[Hashable]] = {}
+        self._ref_buckets: dict[int, list[Ref]] = {}
+        self._next_bucket: int | None = None
+        self.stored = 0
+        """(key, view) entries held now."""
+        self.added = 0
+        """(key, view) entries ever stored."""
+        self.evicted = 0
+        """(key, view) entries evicted by ``advance``."""
+        self.too_late = 0
+        """``admit`` calls answered TOO_LATE."""
+        self.duplicates = 0
+        """``add`` calls refused because the key already held that event."""
+        self.stale = 0
+        """``admit`` calls answered STALE."""
+
+    # -- incidents ------------------------------------------------------------------------
+
+    def admit(self, view: IncidentView) -> Admission:
+        """Classify a view against the incident's current version, and make it current when
+        it is new or newer. Call once per (key, view) item before ``add``."""
+        if view.occurred_ms < self.cutoff_ms:
+            self.too_late += 1
+            return Admission.TOO_LATE
+        ref = (view.agency, view.incident_id)
+        current = self._current.get(ref)
+        if current is None:
+            self._make_current(ref, view)
+            return Admission.NEW
+        if current.event_id == view.event_id:
+            return Admission.CURRENT
+        if (view.version_ms, view.event_id) > (current.version_ms, current.event_id):
+            self._live.discard(current.event_id)
+            self._make_current(ref, view)
+            return Admission.UPDATED
+        self.stale += 1
+        return Admission.STALE
+
+    def _make_current(self, ref: Ref, view: IncidentView) -> None:
+        self._current[ref] = view
+        self._live.add(view.event_id)
+        bucket = view.occurred_ms // self.bucket_ms
+        refs = self._ref_buckets.get(bucket)
+        if refs is None:
+            self._ref_buckets[bucket] = [ref]
+            self._note_bucket(bucket)
+        else:
+            refs.append(ref)
+
+    def current(self, ref: Ref) -> IncidentView | None:
+        """The current view of an incident, if it is in the window."""
+        return self._current.get(ref)
+
+    def is_live(self, view: IncidentView) -> bool:
+        """True while ``view`` is the current version of its incident and in the window."""
+        return view.event_id in self._live and view.occurred_ms >= self.cutoff_ms
+
+    def __len__(self) -> int:
+        """Incidents in the window."""
+        return len(self._current)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def add(self, key: Hashable, view: IncidentView) -> bool:
+        """Store ``view`` under ``key``; False (and nothing stored) if the key already holds
+        this event or the view is too late."""
+        t = view.occurred_ms
+        if t < self.cutoff_ms:
+            return False
+        slot = self._slots.get(key)
+        if slot is None:
+            self._slots[key] = ([t], [view])
+        else:
+            times, views = slot
+            if t > times[-1]:
+                times.append(t)
+                views.append(view)
+            else:
+                i = bisect_left(times, t)
+                n = len(times)
+                event_id = view.event_id
+                while i < n and times[i] == t:
+                    if views[i].event_id == event_id:
+                        self.duplicates += 1
+                        return False
+                    i += 1
+                if i == n:
+                    times.append(t)
+                    views.append(view)
+                else:
+                    times.insert(i, t)
+                    views.insert(i, view)
+        bucket = t // self.bucket_ms
+        keys = self._key_buckets.get(bucket)
+        if keys is None:
+            self._key_buckets[bucket] = {key}
+            self._note_bucket(bucket)
+        else:
+            keys.add(key)
+        self.stored += 1
+        self.added += 1
+        return True
+
+    def candidates(
+        self, key: Hashable, view: IncidentView, span_ms: int | None = None
+    ) -> list[IncidentView]:
+        """Live views under ``key`` within ``span_ms`` (default: the window) of the view's
+        time, in time order, the view's own event excluded."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return []
+        return self._select(slot, view, self.window_ms if span_ms is None else span_ms)
+
+    def candidates_in(
+        self, keys: Iterable[Hashable], view: IncidentView, span_ms: int | None = None
+    ) -> list[IncidentView]:
+        """``candidates`` over several keys, concatenated in key order."""
+        span = self.window_ms if span_ms is None else span_ms
+        found: list[IncidentView] = []
+        slots = self._slots
+        for key in keys:
+            slot = slots.get(key)
+            if slot is not None:
+                found.extend(self._select(slot, view, span))
+        return found
+
+    def _select(
+        self, slot: tuple[list[int], list[IncidentView]], view: IncidentView, span: int
+    ) -> list[IncidentView]:
+        times, views = slot
+        t = view.occurred_ms
+        lo = t - span
+        if lo < self.cutoff_ms:
+            lo = self.cutoff_ms
+        hi = t + span
+        i = 0 if times[0] >= lo else bisect_left(times, lo)
+        j = len(times) if times[-1] <= hi else bisect_right(times, hi)
+        if i >= j:
+            return []
+        live, own = self._live, view.event_id
+        return [c for c in views[i:j] if c.event_id in live and c.event_id != own]
+
+    def keys(self) -> int:
+        """Keys holding at least one entry (evicted keys are dropped)."""
+        return len(self._slots)
+
+    # -- time -----------------------------------------------------------------------------
+
+    def _note_bucket(self, bucket: int) -> None:
+        if self._next_bucket is None or bucket < self._next_bucket:
+            self._next_bucket = bucket
+
+    def advance(self, watermark_ms: int) -> int:
+        """Move the watermark forward (never back) and evict, in bulk, the views older than
+        ``watermark - window``; returns how many entries were evicted."""
+        if watermark_ms <= self.watermark_ms:
+            return 0
+        self.watermark_ms = watermark_ms
+        cutoff = self.cutoff_ms = watermark_ms - self.window_ms
+        first = self._next_bucket
+        limit = cutoff // self.bucket_ms  # buckets below this end before the cutoff
+        if first is None or first >= limit:
+            return 0
+        buckets: Sequence[int]
+        if limit - first > len(self._key_buckets) + len(self._ref_buckets):
+            # a long jump: visit the buckets that exist rather than every number in between
+            buckets = sorted({b for b in (*self._key_buckets, *self._ref_buckets) if b < limit})
+        else:
+            buckets = range(first, limit)
+        evicted = 0
+        slots, current, live = self._slots, self._current, self._live
+        for bucket in buckets:
+            for key in self._key_buckets.pop(bucket, ()):
+                slot = slots.get(key)
+                if slot is None:
+                    continue
+                times, views = slot
+                n = bisect_left(times, cutoff)
+                if n == len(times):
+                    del slots[key]
+                elif n:
+                    del times[:n]
+                    del views[:n]
+                evicted += n
+            for ref in self._ref_buckets.pop(bucket, ()):
+                view = current.get(ref)
+                if view is not None and view.occurred_ms < cutoff:
+                    del current[ref]
+                    live.discard(view.event_id)
+        remaining = [b for b in (self._key_buckets.keys() | self._ref_buckets.keys())]
+        self._next_bucket = min(remaining) if remaining else None
+        self.stored -= evicted
+        self.evicted += evicted
+        return evicted

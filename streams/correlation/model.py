@@ -1,0 +1,197 @@
+"""The correlator's view of one incident, built from a decoded event, and its wire form.
+
+An ``IncidentView`` keeps only what correlation needs (no narrative, no descriptors, no
+admin unit): the ids, the event time, where it happened and on which side of the boundary,
+category, severity, the subject tokens and the modus-operandi tags. It is immutable, so one
+object can sit under several blocking keys of the index at once.
+
+The wire form (``to_wire``/``from_wire``) is a flat JSON-able list, versioned by its first
+element, for shipping many views per Kafka message in one JSON array: no field names, tokens
+as a flat ``[kind, token, kind, token, ...]`` list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from xborder.geo import Placement
+
+Ref = tuple[str, str]
+"""An incident: (agency, incident_id)."""
+Token = tuple[str, str]
+"""A subject token: (kind, token), kind one of the SubjectKind symbols."""
+
+WIRE_VERSION = 1
+"""First element of every wire list; bump it when the layout changes."""
+_WIRE_LEN = 15
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+class Locator(Protocol):
+    """What ``view_from_event`` needs of ``xborder.geo.Jurisdictions``."""
+
+    def locate(self, lat: float, lon: float) -> Placement: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentView:
+    """The state of one incident, as of one event, that the correlator indexes and scores."""
+
+    event_id: str
+    """event_id of the IncidentReported or IncidentUpdated this state comes from."""
+    agency: str
+    """Reporting agency."""
+    incident_id: str
+    """The agency's incident id."""
+    occurred_ms: int
+    """Event time of the incident, ms since the epoch: the time the window works on."""
+    lat: float
+    lon: float
+    category: str
+    """Category symbol."""
+    severity: str
+    """Severity symbol."""
+    tokens: tuple[Token, ...]
+    """Subject tokens, sorted and de-duplicated."""
+    modus_operandi: frozenset[str]
+    """Modus-operandi tags, lower-case."""
+    jurisdiction: str | None
+    """Agency whose jurisdiction contains the location; None outside every jurisdiction."""
+    in_border_zone: bool
+    """The location is within the border zone of another agency's jurisdiction."""
+    distance_km: float | None
+    """Distance to the nearest other jurisdiction; None when unknown."""
+    version_ms: int = 0
+    """When the agency recorded this state (reported_at, or updated_at of an update): of two
+    events of one incident the later version wins, whatever order they arrive in."""
+
+    @property
+    def ref(self) -> Ref:
+        """(agency, incident_id): the incident, whatever its version."""
+        return (self.agency, self.incident_id)
+
+    @property
+    def side(self) -> str:
+        """Side of the boundary: the jurisdiction holding the location, else the agency."""
+        return self.jurisdiction if self.jurisdiction is not None else self.agency
+
+
+def to_ms(value: Any) -> int:
+    """Milliseconds since the epoch of a decoded timestamp-millis (datetime) or of an int."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return (value - _EPOCH) // _MS
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected a datetime or milliseconds since the epoch, got {value!r}")
+
+
+def stable_id(*parts: str) -> str:
+    """Hex SHA-256 of the parts joined by a unit separator: the deterministic ids' hash."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+_interned: dict[Any, Any] = {}
+_INTERN_MAX = 65_536  # categories, kinds, agencies and tag sets repeat: share one object each
+
+
+def _intern(value: Any) -> Any:
+    found = _interned.get(value)
+    if found is None:
+        if len(_interned) >= _INTERN_MAX:
+            _interned.clear()
+        _interned[value] = found = value
+    return found
+
+
+def view_from_event(value: Mapping[str, Any], jurisdictions: Locator) -> IncidentView:
+    """The view of a decoded IncidentReported or IncidentUpdated (timestamps as datetimes or
+    ms); ``jurisdictions`` places the location (``Jurisdictions.locate``)."""
+    location = value["location"]
+    lat, lon = float(location["lat"]), float(location["lon"])
+    placement = (
+        jurisdictions.locate(lat, lon)
+        if math.isfinite(lat) and math.isfinite(lon)
+        else Placement(None, False, None)
+    )
+    version = value.get("updated_at")
+    if version is None:
+        version = value.get("reported_at")
+    tokens = sorted({(s["kind"], s["token"]) for s in value.get("subjects") or ()})
+    tags = frozenset(str(t).strip().lower() for t in value.get("modus_operandi") or ())
+    return IncidentView(
+        event_id=str(value["event_id"]),
+        agency=_intern(value["agency"]),
+        incident_id=value["incident_id"],
+        occurred_ms=to_ms(value["occurred_at"]),
+        lat=lat,
+        lon=lon,
+        category=_intern(value["category"]),
+        severity=_intern(value["severity"]),
+        tokens=tuple((_intern(kind), token) for kind, token in tokens),
+        modus_operandi=_intern(tags - {""}),
+        jurisdiction=placement.agency_id,
+        in_border_zone=placement.in_border_zone,
+        distance_km=placement.distance_to_boundary_km,
+        version_ms=0 if version is None else to_ms(version),
+    )
+
+
+def to_wire(view: IncidentView) -> list[Any]:
+    """The compact JSON-able list form of a view (see the module docstring)."""
+    flat: list[str] = []
+    for kind, token in view.tokens:
+        flat.append(kind)
+        flat.append(token)
+    return [
+        WIRE_VERSION,
+        view.event_id,
+        view.agency,
+        view.incident_id,
+        view.occurred_ms,
+        view.version_ms,
+        view.lat,
+        view.lon,
+        view.category,
+        view.severity,
+        flat,
+        sorted(view.modus_operandi),
+        view.jurisdiction,
+        1 if view.in_border_zone else 0,
+        view.distance_km,
+    ]
+
+
+def from_wire(item: list[Any]) -> IncidentView:
+    """The view of a wire list made by ``to_wire``; ValueError on another layout."""
+    if len(item) != _WIRE_LEN or item[0] != WIRE_VERSION:
+        raise ValueError(
+            f"not an IncidentView wire list of version {WIRE_VERSION} "
+            f"({len(item)} elements, version {item[0] if item else None!r})"
+        )
+    (_, event_id, agency, incident_id, occurred, version, lat, lon, category, severity,
+     flat, tags, jurisdiction, border, distance) = item  # fmt: skip
+    it = iter(flat)
+    return IncidentView(
+        event_id,
+        _intern(agency),
+        incident_id,
+        occurred,
+        lat,
+        lon,
+        _intern(category),
+        _intern(severity),
+        tuple((_intern(kind), token) for kind, token in zip(it, it, strict=True)),
+        _intern(frozenset(tags)),
+        None if jurisdiction is None else _intern(jurisdiction),
+        bool(border),
+        distance,
+        version,
+    )
