@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import faust
 import mode.loop
 
 from streams.app import build_app
-from streams.flows import ingest
+from streams.correlation.engine import CorrelatorConfig
+from streams.correlation.patterns import PatternConfig
+from streams.correlation.scoring import ScoringConfig
+from streams.flows import correlate, ingest
 from streams.topics import declare_topics
-from xborder.agencies import load_agencies
+from xborder.agencies import AgenciesConfig, load_agencies
+from xborder.geo import jurisdictions_for
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
 from xborder.validation import EventRules
@@ -28,15 +33,39 @@ def create_worker_app(settings: Settings) -> faust.App:
         max_future_skew=timedelta(seconds=settings.contract.max_future_skew_s),
         max_bytes=settings.contract.max_message_bytes,
     )
+    router = None
+    if settings.correlation.enabled:
+        config = correlator_config(settings, agencies)
+        router = correlate.Router(
+            jurisdictions_for(agencies), config, partitions=settings.topics.partitions
+        )
+        correlate.register(app, names, codec, config, partitions=settings.topics.partitions)
     ingest.register(
         app,
         declare_topics(app, names),
+        names,
         codec,
         rules,
         batch_size=settings.worker.batch_size,
         within_s=settings.worker.batch_within_s,
+        router=router,
     )
     return app
+
+
+def correlator_config(settings: Settings, agencies: AgenciesConfig) -> CorrelatorConfig:
+    """The correlation engine's configuration from the settings and the agencies config."""
+    hour_ms = 3_600_000
+    scoring = ScoringConfig()
+    if settings.correlation.threshold is not None:
+        scoring = dataclasses.replace(scoring, threshold=settings.correlation.threshold)
+    return CorrelatorConfig(
+        window_ms=int(settings.correlation.window_hours * hour_ms),
+        allowed_lateness_ms=int(settings.correlation.allowed_lateness_hours * hour_ms),
+        emit_border_alerts=False,  # the routing stage raises them, once per event
+        scoring=scoring,
+        patterns=PatternConfig(agencies=tuple(agencies.ids)),
+    )
 
 
 def run_worker(settings: Settings) -> None:

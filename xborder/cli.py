@@ -172,6 +172,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    if args.what == "pipeline":
+        from xborder.bench.run import main as bench_main
+
+        return bench_main(settings, args.rest)
     if args.what == "geo":
         from xborder import geo_bench
 
@@ -248,8 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true", help="leave Kafka running")
     demo.set_defaults(handler=cmd_demo)
 
-    bench = sub.add_parser("bench", help="micro-benchmarks that print figures")
-    bench.add_argument("what", choices=["codec", "geo"])
+    bench = sub.add_parser(
+        "bench", help="benchmarks that print figures: the whole pipeline, the codec, geo lookups"
+    )
+    bench.add_argument("what", choices=["pipeline", "codec", "geo"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
     bench.set_defaults(handler=cmd_bench)
 

@@ -32,6 +32,21 @@ WHERE event_id IN {ids:Array(UUID)}
 ORDER BY occurred_at
 """
 
+LINKS_QUERY = """
+SELECT a_agency, a_incident_id, b_agency, b_incident_id, round(score, 1) AS score,
+       arrayStringConcat(evidence_kinds, ',') AS evidence, c.case_id AS case_id
+FROM correlations FINAL
+LEFT JOIN (SELECT agency, incident_id, case_id FROM case_members FINAL) AS c
+       ON c.agency = a_agency AND c.incident_id = a_incident_id
+WHERE a_incident_id IN {incidents:Array(String)} OR b_incident_id IN {incidents:Array(String)}
+ORDER BY score DESC
+"""
+
+ALERTS_QUERY = """
+SELECT alert_kind, count() AS alerts, any(headline) AS example
+FROM alerts FINAL GROUP BY alert_kind ORDER BY alert_kind
+"""
+
 
 def publish_samples(settings: Settings, events: list[dict[str, Any]]) -> None:
     """Publish each event through its own agency's publisher."""
@@ -85,6 +100,9 @@ def run_demo(
                 "SELECT agency, category, count() FROM incidents FINAL "
                 "GROUP BY agency, category ORDER BY agency, category",
             )
+            ids = {"incidents": [e["incident_id"] for e in batch]}
+            link_columns, links = query_rows(client, LINKS_QUERY, ids)
+            alert_columns, alerts = query_rows(client, ALERTS_QUERY)
         finally:
             client.close()
         _step(out, started, f"analyst query returned {len(rows)} of {len(batch)} events:")
@@ -94,6 +112,10 @@ def run_demo(
         print_table(columns, rows, out)
         out.write("\nAll incidents stored so far, by agency and category:\n")
         print_table(["agency", "category", "incidents"], totals, out)
+        out.write(f"\nCross-border links among this run's incidents ({len(links)}):\n")
+        print_table(link_columns, links, out)
+        out.write("\nAlerts sent to the agencies' monitoring topics so far:\n")
+        print_table(alert_columns, alerts, out)
         out.write("\n")
         return 0 if len(rows) == len(batch) else 1
     finally:

@@ -69,11 +69,17 @@ class Pipeline:
                 )
 
     def wait_until_drained(self, topics: Topics, timeout_s: float = 120.0) -> None:
-        """Wait until the worker and then the sink have committed everything published."""
+        """Wait until every stage has committed everything published so far.
+
+        In order: the worker's ingest, its correlation and case stages (whose input the
+        previous stage wrote before committing), then the sink.
+        """
         deadline = time.monotonic() + timeout_s
         self.wait_for_worker(topics, timeout_s)
+        for stage in ([topics.blocks], [topics.links]):
+            self._wait_for(self.settings.worker.app_id, stage, deadline)
         if self.with_sink:
-            self._wait_for(self.settings.sink.group_id, [topics.accepted], deadline)
+            self._wait_for(self.settings.sink.group_id, topics.sunk(), deadline)
 
     def wait_for_worker(self, topics: Topics, timeout_s: float = 120.0) -> None:
         """Wait until the worker has committed every published incident event."""

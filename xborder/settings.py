@@ -94,6 +94,19 @@ class ContractSettings(_Group):
     """Largest encoded event accepted."""
 
 
+class CorrelationSettings(_Group):
+    """The cross-border correlator."""
+
+    enabled: bool = True
+    """Run the correlation stages in the worker."""
+    window_hours: float = Field(default=72.0, gt=0)
+    """Incidents further apart in event time than this are never compared."""
+    allowed_lateness_hours: float = Field(default=6.0, ge=0)
+    """How late (in event time) an event may arrive and still be correlated."""
+    threshold: float | None = None
+    """Link score threshold; empty means the scoring default."""
+
+
 class TopicSettings(_Group):
     """Topic naming; every topic name is built from these."""
 
@@ -155,6 +168,7 @@ class Settings(BaseSettings):
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     contract: ContractSettings = ContractSettings()
+    correlation: CorrelationSettings = CorrelationSettings()
     topics: TopicSettings = TopicSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()

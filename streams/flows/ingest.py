@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
 
+from streams.flows.correlate import Router, publish_alerts, publish_blocks
 from streams.topics import StreamTopics
 from xborder.codec import AvroCodec
 from xborder.deadletter import SOURCE_HEADER, DeadLetter
 from xborder.errors import InvalidRecordError
 from xborder.metrics import IngestMetrics
+from xborder.topics import Topics
 from xborder.validation import EventRules
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,8 @@ class Accepted:
     value: bytes
     source: str
     """Position of the original message, topic[partition]@offset."""
+    record_name: str
+    decoded: dict[str, Any]
 
 
 INCIDENT_RECORDS = frozenset(
@@ -79,16 +84,18 @@ def classify(
         rules.check_incident(decoded.value, datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC))
     except InvalidRecordError as exc:
         return DeadLetter(key, value, exc.reason, str(exc), topic, partition, offset)
-    return Accepted(key, value, position)
+    return Accepted(key, value, position, decoded.record_name, decoded.value)
 
 
 def register(
     app: faust.App,
     topics: StreamTopics,
+    names: Topics,
     codec: AvroCodec,
     rules: EventRules,
     batch_size: int,
     within_s: float,
+    router: Router | None = None,
 ) -> IngestMetrics:
     """Attach the ingest agent to ``app``; returns its counters."""
     metrics = IngestMetrics()
@@ -99,6 +106,7 @@ def register(
     async def accept_incidents(stream: faust.StreamT) -> None:
         # take_events is on the concrete Stream, not on the StreamT protocol
         async for events in stream.take_events(batch_size, within=within_s):  # type: ignore[attr-defined]
+            accepted: list[tuple[str, dict[str, Any]]] = []
             for event in events:
                 message = event.message
                 outcome = classify(
@@ -113,6 +121,7 @@ def register(
                 )
                 if isinstance(outcome, Accepted):
                     metrics.accepted[message.topic] += 1
+                    accepted.append((outcome.record_name, outcome.decoded))
                     # The raw producer skips Faust's per-message send machinery; the
                     # consumer flushes it before every offset commit, so nothing is lost.
                     await producer.send(
@@ -131,5 +140,9 @@ def register(
                     await topics.dead_letters.send(
                         key=outcome.key, value=outcome.value, headers=outcome.headers()
                     )
+            if router is not None and accepted:
+                by_partition, alerts = router.route(accepted)
+                await publish_blocks(producer, names, by_partition)
+                await publish_alerts(producer, codec, names, alerts)
 
     return metrics

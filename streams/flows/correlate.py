@@ -1,0 +1,304 @@
+"""Correlation flow: views routed by blocking key, correlated per partition, folded into cases.
+
+Every Kafka cost is paid once per batch, never once per event (PERFORMANCE.md):
+
+1. **route** (called by the ingest agent for each batch of accepted events): each
+   incident becomes a compact view; each (blocking key, view) item goes to partition
+   ``crc32(key) % P`` of ``correlation.blocks``, one message per target partition per
+   batch. Border-zone alerts are raised here, where each event is seen exactly once.
+2. **correlate_blocks** (agent on ``correlation.blocks``): one :class:`Correlator` per
+   partition scores the candidates that share a key and emits the links to
+   ``correlations`` and, with both incidents' views, to ``correlation.links``.
+3. **build_cases** (agent on ``correlation.links``, one partition): folds links into
+   cases (``cases``) and raises group alerts.
+
+State is event-sourced: each stage stores every batch message it applies in a Faust
+Table (one changelog record per batch, RocksDB locally), deletes it once it falls out
+of the window, and after a restart or rebalance replays the stored batches into a
+fresh engine before going on, so a restarted worker continues with the same results.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import zlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from streams.correlation.blocking import blocking_keys
+from streams.correlation.engine import CaseStage, Correlator, CorrelatorConfig, Outputs
+from streams.correlation.model import IncidentView, from_wire, to_wire, view_from_event
+from xborder.codec import AvroCodec
+from xborder.geo import Jurisdictions
+from xborder.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+INCIDENT_VIEW_RECORDS = frozenset({"xborder.v1.IncidentReported", "xborder.v1.IncidentUpdated"})
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """Stable partition of a blocking key (crc32, the same in every process)."""
+    return zlib.crc32(key.encode("utf-8")) % partitions
+
+
+@dataclass
+class Router:
+    """Stage 1: turns accepted incident events into per-partition batches of items."""
+
+    jurisdictions: Jurisdictions
+    config: CorrelatorConfig
+    partitions: int
+    _alerts: Correlator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._alerts = Correlator(self.config)
+
+    def route(
+        self, decoded: Sequence[tuple[str, dict[str, Any]]]
+    ) -> tuple[dict[int, list[list[Any]]], list[dict[str, Any]]]:
+        """Items per target partition and the border-zone alerts of one batch."""
+        by_partition: dict[int, list[list[Any]]] = {}
+        views: list[IncidentView] = []
+        for record_name, value in decoded:
+            if record_name not in INCIDENT_VIEW_RECORDS:
+                continue
+            view = view_from_event(value, self.jurisdictions)
+            views.append(view)
+            wire = to_wire(view)
+            for key in blocking_keys(view, self.config.blocking):
+                by_partition.setdefault(partition_of(key, self.partitions), []).append([key, wire])
+        return by_partition, self._alerts.border_alerts(views)
+
+
+def encode_items(items: list[list[Any]]) -> bytes:
+    return json.dumps(items, separators=(",", ":")).encode()
+
+
+def decode_items(payload: bytes) -> list[tuple[str, IncidentView]]:
+    return [(key, from_wire(wire)) for key, wire in json.loads(payload)]
+
+
+def encode_links(codec: AvroCodec, outputs: Outputs, views: dict[tuple[str, str], Any]) -> bytes:
+    """A links message: the new correlations (Avro, base64) and their incidents' views."""
+    return json.dumps(
+        {
+            "correlations": [
+                base64.b64encode(codec.encode("Correlation", c)).decode()
+                for c in outputs.correlations
+            ],
+            "views": list(views.values()),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_links(
+    codec: AvroCodec, payload: bytes
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], IncidentView]]:
+    message = json.loads(payload)
+    records = [codec.decode(base64.b64decode(c)).value for c in message["correlations"]]
+    views = {}
+    for wire in message["views"]:
+        view = from_wire(wire)
+        views[(view.agency, view.incident_id)] = view
+    return records, views
+
+
+@dataclass
+class _PartitionState:
+    """One partition's engine and the stored batches it was built from (oldest first)."""
+
+    engine: Any
+    stored: deque[tuple[bytes, int]] = field(default_factory=deque)
+    """(table key, newest event time in the batch)."""
+
+
+class _Replayable:
+    """Engines per partition, rebuilt from a Faust Table of applied batches when needed."""
+
+    def __init__(self, name: str, table: faust.types.TableT, keep_ms: int) -> None:
+        self.name = name
+        self.table = table
+        self.keep_ms = keep_ms
+        self.states: dict[int, _PartitionState] = {}
+
+    @staticmethod
+    def key(partition: int, offset: int) -> bytes:
+        """Table key of a batch: sorts by partition, then offset (raw bytes on the wire)."""
+        return f"{partition:05d}:{offset:015d}".encode()
+
+    def forget(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.states.pop(partition, None)
+
+    def evict(self, partition: int, watermark_ms: int) -> None:
+        """Delete stored batches whose newest event fell out of the window."""
+        state = self.states[partition]
+        cutoff = watermark_ms - self.keep_ms
+        while state.stored and state.stored[0][1] < cutoff:
+            key, _ = state.stored.popleft()
+            self.table.pop(key, None)
+
+
+async def publish_alerts(
+    producer: Any, codec: AvroCodec, names: Topics, alerts: Sequence[dict[str, Any]]
+) -> None:
+    """Send each alert to the alert topic of every agency it targets (all when none)."""
+    for alert in alerts:
+        payload = codec.encode("Alert", alert)
+        key = alert["identifier"].encode()
+        for agency in alert.get("target_agencies") or names.agency_ids:
+            await producer.send(names.alerts(agency), key, payload, None, None, None)
+
+
+async def publish_blocks(
+    producer: Any, names: Topics, by_partition: dict[int, list[list[Any]]]
+) -> None:
+    """One ``correlation.blocks`` message per target partition."""
+    for partition, items in sorted(by_partition.items()):
+        await producer.send(names.blocks, None, encode_items(items), partition, None, None)
+
+
+def _newest_ms(items: Sequence[tuple[str, IncidentView]]) -> int:
+    return max((view.occurred_ms for _, view in items), default=0)
+
+
+def register(
+    app: faust.App,
+    names: Topics,
+    codec: AvroCodec,
+    config: CorrelatorConfig,
+    partitions: int,
+) -> dict[str, int]:
+    """Attach the correlate and case agents and their tables; returns live counters."""
+    counters = {"correlations": 0, "case_events": 0, "alerts": 0, "too_late": 0, "replayed": 0}
+    producer = app.producer
+    keep_ms = config.window_ms + config.allowed_lateness_ms
+    blocks = app.topic(names.blocks, key_serializer="raw", value_serializer="raw")
+    links = app.topic(names.links, key_serializer="raw", value_serializer="raw", partitions=1)
+    block_table = app.Table(
+        "correlation-batches",
+        default=None,
+        partitions=partitions,
+        help="applied correlation.blocks messages",
+        key_type=bytes,
+        value_type=bytes,
+    )
+    link_table = app.Table(
+        "case-batches",
+        default=None,
+        partitions=1,
+        help="applied correlation.links messages",
+        key_type=bytes,
+        value_type=bytes,
+    )
+    blocks_state = _Replayable("correlate", block_table, keep_ms)
+    links_state = _Replayable("cases", link_table, keep_ms)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        blocks_state.forget({tp.partition for tp in revoked if tp.topic == names.blocks})
+        links_state.forget({tp.partition for tp in revoked if tp.topic == names.links})
+
+    async def send_alerts(alerts: list[dict[str, Any]]) -> None:
+        await publish_alerts(producer, codec, names, alerts)
+        counters["alerts"] += len(alerts)
+
+    def correlator_for(partition: int) -> _PartitionState:
+        state = blocks_state.states.get(partition)
+        if state is not None:
+            return state
+        state = blocks_state.states[partition] = _PartitionState(Correlator(config))
+        prefix = f"{partition:05d}:".encode()
+        for key in sorted(k for k in block_table.keys() if k.startswith(prefix)):
+            items = decode_items(block_table[key])
+            state.engine.process(items)  # outputs were emitted before the restart
+            state.stored.append((key, _newest_ms(items)))
+            counters["replayed"] += 1
+        return state
+
+    @app.agent(blocks, name="correlate_blocks")
+    async def correlate_blocks(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            state = correlator_for(message.partition)
+            items = decode_items(message.value)
+            outputs = state.engine.process(items)
+            for record in outputs.correlations:
+                await producer.send(
+                    names.correlations,
+                    record["correlation_id"].encode(),
+                    codec.encode("Correlation", record),
+                    None,
+                    None,
+                    None,
+                )
+            if outputs.correlations:
+                views = {}
+                for record in outputs.correlations:
+                    for side in ("incident_a", "incident_b"):
+                        ref = (record[side]["agency"], record[side]["incident_id"])
+                        current = state.engine.index.current(ref)
+                        if current is not None:
+                            views[ref] = to_wire(current)
+                await producer.send(
+                    names.links, None, encode_links(codec, outputs, views), 0, None, None
+                )
+            await send_alerts(outputs.alerts)
+            counters["correlations"] += len(outputs.correlations)
+            counters["too_late"] += outputs.too_late
+            key = _Replayable.key(message.partition, message.offset)
+            block_table[key] = message.value
+            state.stored.append((key, _newest_ms(items)))
+            blocks_state.evict(message.partition, state.engine.watermark_ms)
+
+    def cases_state() -> _PartitionState:
+        state = links_state.states.get(0)
+        if state is not None:
+            return state
+        state = links_state.states[0] = _PartitionState(CaseStage(config))
+        for key in sorted(link_table.keys()):
+            records, views = decode_links(codec, link_table[key])
+            state.engine.process(records, views)
+            state.stored.append((key, _newest_link_ms(records)))
+            counters["replayed"] += 1
+        return state
+
+    @app.agent(links, name="build_cases")
+    async def build_cases(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            state = cases_state()
+            records, views = decode_links(codec, message.value)
+            outputs = state.engine.process(records, views)
+            for case_event in outputs.case_events:
+                await producer.send(
+                    names.cases,
+                    case_event["case_id"].encode(),
+                    codec.encode("CaseEvent", case_event),
+                    None,
+                    None,
+                    None,
+                )
+            await send_alerts(outputs.alerts)
+            counters["case_events"] += len(outputs.case_events)
+            key = _Replayable.key(0, message.offset)
+            link_table[key] = message.value
+            newest = _newest_link_ms(records)
+            state.stored.append((key, newest))
+            links_state.evict(0, max(ms for _, ms in state.stored) - config.allowed_lateness_ms)
+
+    return counters
+
+
+def _newest_link_ms(records: Sequence[dict[str, Any]]) -> int:
+    from streams.correlation.model import to_ms
+
+    return max((to_ms(r["created_at"]) for r in records), default=0)

@@ -1,0 +1,1 @@
+"""The benchmark and quality harness: the whole pipeline measured the same way every time."""

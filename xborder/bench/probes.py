@@ -1,0 +1,89 @@
+"""What the benchmark samples while it runs: process memory, the machine it ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of ``pid`` in MiB (from /proc), or None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def machine() -> dict[str, object]:
+    """Cores, memory and software of this machine, so two runs can be compared."""
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class MemorySampler:
+    """Samples the RSS of named processes every ``interval_s`` on a background thread."""
+
+    pids: dict[str, int]
+    interval_s: float = 0.5
+    samples: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _t0: float = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic() - self._t0
+            for name, pid in self.pids.items():
+                value = rss_mb(pid)
+                if value is not None:
+                    self.samples.setdefault(name, []).append((now, value))
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Peak RSS and growth (last third's mean over the middle third's mean) per process."""
+        out: dict[str, dict[str, float]] = {}
+        for name, points in self.samples.items():
+            values = [v for _, v in points]
+            if not values:
+                continue
+            third = max(1, len(values) // 3)
+            middle = values[third : 2 * third] or values
+            last = values[2 * third :] or values
+            out[name] = {
+                "peak_mb": round(max(values), 1),
+                "first_mb": round(values[0], 1),
+                "last_mb": round(values[-1], 1),
+                "growth_last_vs_middle": round(
+                    (sum(last) / len(last)) / (sum(middle) / len(middle)), 3
+                ),
+            }
+        return out
