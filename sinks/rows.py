@@ -133,6 +133,7 @@ CASE_MEMBER_COLUMNS: Columns = (
     ("case_id", "String"),
     ("at", "DateTime64(3, 'UTC')"),
     ("case_event_id", "String"),
+    ("sequence", "UInt64"),
 )
 
 ALERT_COLUMNS: Columns = (
@@ -187,8 +188,9 @@ def correlation_row(value: dict[str, Any]) -> Row:
 def case_rows(value: dict[str, Any]) -> list[tuple[str, Row]]:
     """A ``case_events`` row, and one ``case_members`` row per incident the event names.
 
-    ``case_members`` keeps the newest case of each incident (ReplacingMergeTree on
-    ``at``), so after a merge the absorbed incidents point at the surviving case.
+    ``case_members`` keeps the latest case of each incident (ReplacingMergeTree on the
+    case stage's ``sequence``), so after a merge the absorbed incidents point at the
+    surviving case.
     """
     incidents = value.get("incidents", [])
     event_row: Row = [
@@ -206,7 +208,14 @@ def case_rows(value: dict[str, Any]) -> list[tuple[str, Row]]:
     members = [
         (
             "case_members",
-            [i["agency"], i["incident_id"], value["case_id"], value["at"], value["case_event_id"]],
+            [
+                i["agency"],
+                i["incident_id"],
+                value["case_id"],
+                value["at"],
+                value["case_event_id"],
+                value.get("sequence", 0),
+            ],
         )
         for i in incidents
     ]

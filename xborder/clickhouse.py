@@ -172,6 +172,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "case_members versioned by the case stage's sequence",
+        (
+            "DROP TABLE IF EXISTS case_members",
+            """
+            CREATE TABLE case_members (
+                agency LowCardinality(String),
+                incident_id String,
+                case_id String,
+                at DateTime64(3, 'UTC'),
+                case_event_id String,
+                sequence UInt64
+            )
+            ENGINE = ReplacingMergeTree(sequence)
+            ORDER BY (agency, incident_id)
+            COMMENT 'The current case of each linked incident (FINAL); rebuilt by replaying cases'
+            """,
+        ),
+    ),
 )
 
 

@@ -94,12 +94,14 @@ class Generator:
             occurred = base - int(rng.random() * 30 * 60_000)
             if rng.random() < 0.02:
                 occurred -= int(rng.random() * 6 * HOUR_MS)
-            generation = occurred // self.generation_ms
             tokens = set()
             home = None
             for _ in range(rng.choice((0, 1, 1, 2, 2, 2, 3, 4, 3, 2))):
                 if rng.random() < 0.15:
                     subject = rng.randrange(self.recurring)
+                    # each subject's 3-day lives are staggered, so the mix is stationary
+                    phase = subject * self.generation_ms // self.recurring
+                    generation = (occurred + phase) // self.generation_ms
                     kind = KINDS[subject % len(KINDS)]
                     home = self.agencies[subject // len(KINDS) % len(self.agencies)]
                     tokens.add((kind, f"r{generation:06d}{kind[:2]}{subject:08d}".ljust(64, "0")))

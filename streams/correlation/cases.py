@@ -5,7 +5,8 @@
 
 - both incidents new: CREATED with both;
 - one new: INCIDENT_ADDED to the other's case;
-- two cases: MERGED, naming the absorbed case in ``merged_case_ids``;
+- two cases: MERGED, naming the absorbed case in ``merged_case_ids`` and its incidents
+  (now members of the surviving case) in ``incidents``;
 - the same case already: nothing.
 
 Case ids are deterministic and independent of the order of links: the id of a case is the
@@ -102,10 +103,11 @@ class CaseTracker:
                 ca.newest_ms = max(ca.newest_ms, at_ms)
                 return []
             winner, loser = (ca, cb) if ca.smallest < cb.smallest else (cb, ca)
+            moved = sorted(loser.members)  # named in the event, so per-incident views follow
             self._union(winner, loser)
             winner.correlation_ids.append(correlation_id)
             winner.newest_ms = max(winner.newest_ms, at_ms)
-            return [self._event(winner, "MERGED", [], [correlation_id], [loser.id], at_ms)]
+            return [self._event(winner, "MERGED", moved, [correlation_id], [loser.id], at_ms)]
         joined = cb if ca is None else ca
         new = a if ca is None else b
         assert joined is not None

@@ -191,8 +191,16 @@ class Correlator:
         """Newest event time seen minus the allowed lateness."""
         return self.index.watermark_ms
 
-    def process(self, items: Sequence[tuple[str, IncidentView]]) -> Outputs:
-        """Correlate one batch of (blocking key, view) items routed to this partition."""
+    def process(
+        self, items: Sequence[tuple[str, IncidentView]], watermark_ms: int | None = None
+    ) -> Outputs:
+        """Correlate one batch of (blocking key, view) items routed to this partition.
+
+        ``watermark_ms``, when given, is the caller's event-time watermark (for example
+        the minimum over several upstream sources, so that a source running ahead does
+        not make another's events too late); by default it is the newest event time seen
+        minus the allowed lateness.
+        """
         cfg = self.config
         index = self.index
         out = Outputs()
@@ -247,6 +255,9 @@ class Correlator:
         out.too_late = len(too_late)
         if max_seen is not None:
             self._max_seen = max_seen
+        if watermark_ms is not None:
+            self._advance(watermark_ms)
+        elif max_seen is not None:
             self._advance(max_seen - cfg.allowed_lateness_ms)
         return out
 
@@ -396,9 +407,17 @@ class CaseStage:
         self._detectors = [d for k, d in CASE_DETECTORS.items() if k in cfg.patterns.enabled]
 
     def process(
-        self, correlations: Sequence[Mapping[str, Any]], views_by_ref: Mapping[Ref, IncidentView]
+        self,
+        correlations: Sequence[Mapping[str, Any]],
+        views_by_ref: Mapping[Ref, IncidentView],
+        watermark_ms: int | None = None,
     ) -> Outputs:
-        """Fold a batch of Correlation records (as emitted, or decoded from Avro) into cases."""
+        """Fold a batch of Correlation records (as emitted, or decoded from Avro) into cases.
+
+        ``watermark_ms``, when given, is the upstream event-time watermark (the minimum
+        over the correlating partitions); cases older than it minus the window are
+        evicted. By default it follows the newest link seen minus the allowed lateness.
+        """
         cfg = self.config
         out = Outputs()
         max_seen = self._max_seen
@@ -424,18 +443,24 @@ class CaseStage:
             out.case_events.extend(events)
             if events and self._detectors:
                 self._case_alerts(events[-1]["case_id"], at, out)
-        if max_seen is not None and max_seen != self._max_seen:
+        if watermark_ms is not None:
             self._max_seen = max_seen
-            cutoff = max_seen - cfg.allowed_lateness_ms - cfg.window_ms
-            sweep = cutoff // self._seen.bucket_ms  # a full sweep of the cases per bucket
-            if sweep > self._last_sweep:
-                self._last_sweep = sweep
-                for members in self.tracker.evict(cutoff).values():
-                    for ref in members:  # nothing is emitted for an evicted case (cases.py)
-                        self._views.pop(ref, None)
-            self._seen.expire(cutoff)
-            self._alerted.expire(cutoff - cfg.window_ms)
+            self._evict(watermark_ms - cfg.window_ms)
+        elif max_seen is not None and max_seen != self._max_seen:
+            self._max_seen = max_seen
+            self._evict(max_seen - cfg.allowed_lateness_ms - cfg.window_ms)
         return out
+
+    def _evict(self, cutoff: int) -> None:
+        """Drop cases, views and remembered ids older than ``cutoff`` (event time)."""
+        sweep = cutoff // self._seen.bucket_ms  # a full sweep of the cases per bucket
+        if sweep > self._last_sweep:
+            self._last_sweep = sweep
+            for members in self.tracker.evict(cutoff).values():
+                for ref in members:  # nothing is emitted for an evicted case (cases.py)
+                    self._views.pop(ref, None)
+        self._seen.expire(cutoff)
+        self._alerted.expire(cutoff - self.config.window_ms)
 
     def _case_alerts(self, case_id: str, at_ms: int, out: Outputs) -> None:
         cfg = self.config

@@ -25,7 +25,7 @@ import json
 import logging
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,39 +56,58 @@ class Router:
     config: CorrelatorConfig
     partitions: int
     _alerts: Correlator = field(init=False)
+    _tokens_only: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self._alerts = Correlator(self.config)
+        self._tokens_only = self.config.prune_spatial and not self.config.spatial_can_link()
 
     def route(
-        self, decoded: Sequence[tuple[str, dict[str, Any]]]
-    ) -> tuple[dict[int, list[list[Any]]], list[dict[str, Any]]]:
-        """Items per target partition and the border-zone alerts of one batch."""
+        self, decoded: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> tuple[dict[int, list[list[Any]]], dict[str, int], list[dict[str, Any]]]:
+        """Items per target partition, each source's newest event time, and the
+        border-zone alerts of one batch of (source, record name, value)."""
         by_partition: dict[int, list[list[Any]]] = {}
+        progress: dict[str, int] = {}
         views: list[IncidentView] = []
-        for record_name, value in decoded:
+        for source, record_name, value in decoded:
             if record_name not in INCIDENT_VIEW_RECORDS:
                 continue
             view = view_from_event(value, self.jurisdictions)
             views.append(view)
+            if view.occurred_ms > progress.get(source, -(2**62)):
+                progress[source] = view.occurred_ms
             wire = to_wire(view)
             for key in blocking_keys(view, self.config.blocking):
+                if self._tokens_only and not key.startswith("t:"):
+                    continue  # space-time items cannot reach the threshold: not worth sending
                 by_partition.setdefault(partition_of(key, self.partitions), []).append([key, wire])
-        return by_partition, self._alerts.border_alerts(views)
+        return by_partition, progress, self._alerts.border_alerts(views)
 
 
-def encode_items(items: list[list[Any]]) -> bytes:
-    return json.dumps(items, separators=(",", ":")).encode()
+def encode_blocks(progress: dict[str, int], items: list[list[Any]]) -> bytes:
+    """A blocks message: the sources' progress (newest event time) and the items."""
+    return json.dumps({"s": progress, "i": items}, separators=(",", ":")).encode()
 
 
-def decode_items(payload: bytes) -> list[tuple[str, IncidentView]]:
-    return [(key, from_wire(wire)) for key, wire in json.loads(payload)]
+def decode_blocks(payload: bytes) -> tuple[dict[str, int], list[tuple[str, IncidentView]]]:
+    message = json.loads(payload)
+    return message["s"], [(key, from_wire(wire)) for key, wire in message["i"]]
 
 
-def encode_links(codec: AvroCodec, outputs: Outputs, views: dict[tuple[str, str], Any]) -> bytes:
-    """A links message: the new correlations (Avro, base64) and their incidents' views."""
+def encode_links(
+    codec: AvroCodec,
+    partition: int,
+    watermark_ms: int | None,
+    outputs: Outputs,
+    views: dict[tuple[str, str], Any],
+) -> bytes:
+    """A links message from one correlating partition: its watermark, the new
+    correlations (Avro, base64) and their incidents' views."""
     return json.dumps(
         {
+            "p": partition,
+            "w": watermark_ms,
             "correlations": [
                 base64.b64encode(codec.encode("Correlation", c)).decode()
                 for c in outputs.correlations
@@ -101,14 +120,14 @@ def encode_links(codec: AvroCodec, outputs: Outputs, views: dict[tuple[str, str]
 
 def decode_links(
     codec: AvroCodec, payload: bytes
-) -> tuple[list[dict[str, Any]], dict[tuple[str, str], IncidentView]]:
+) -> tuple[int, int | None, list[dict[str, Any]], dict[tuple[str, str], IncidentView]]:
     message = json.loads(payload)
     records = [codec.decode(base64.b64decode(c)).value for c in message["correlations"]]
     views = {}
     for wire in message["views"]:
         view = from_wire(wire)
         views[(view.agency, view.incident_id)] = view
-    return records, views
+    return message["p"], message["w"], records, views
 
 
 @dataclass
@@ -118,6 +137,17 @@ class _PartitionState:
     engine: Any
     stored: deque[tuple[bytes, int]] = field(default_factory=deque)
     """(table key, newest event time in the batch)."""
+    progress: dict[Any, int] = field(default_factory=dict)
+    """Newest event time per upstream source; the watermark follows the slowest."""
+
+    def advance(self, progress: Mapping[Any, int | None], lateness_ms: int) -> int | None:
+        """Merge upstream progress; the event-time watermark (None before any source)."""
+        for source, newest in progress.items():
+            if newest is not None and newest > self.progress.get(source, -(2**62)):
+                self.progress[source] = newest
+        if not self.progress:
+            return None
+        return min(self.progress.values()) - lateness_ms
 
 
 class _Replayable:
@@ -159,11 +189,18 @@ async def publish_alerts(
 
 
 async def publish_blocks(
-    producer: Any, names: Topics, by_partition: dict[int, list[list[Any]]]
+    producer: Any,
+    names: Topics,
+    partitions: int,
+    progress: dict[str, int],
+    by_partition: dict[int, list[list[Any]]],
 ) -> None:
-    """One ``correlation.blocks`` message per target partition."""
-    for partition, items in sorted(by_partition.items()):
-        await producer.send(names.blocks, None, encode_items(items), partition, None, None)
+    """One ``correlation.blocks`` message per partition per batch: every partition hears
+    every source's progress, so its watermark never waits on a source it got no item from."""
+    for partition in range(partitions):
+        items = by_partition.get(partition, [])
+        payload = encode_blocks(progress, items)
+        await producer.send(names.blocks, None, payload, partition, None, None)
 
 
 def _newest_ms(items: Sequence[tuple[str, IncidentView]]) -> int:
@@ -218,8 +255,9 @@ def register(
         state = blocks_state.states[partition] = _PartitionState(Correlator(config))
         prefix = f"{partition:05d}:".encode()
         for key in sorted(k for k in block_table.keys() if k.startswith(prefix)):
-            items = decode_items(block_table[key])
-            state.engine.process(items)  # outputs were emitted before the restart
+            progress, items = decode_blocks(block_table[key])
+            watermark = state.advance(progress, config.allowed_lateness_ms)
+            state.engine.process(items, watermark)  # outputs were emitted before the restart
             state.stored.append((key, _newest_ms(items)))
             counters["replayed"] += 1
         return state
@@ -229,8 +267,9 @@ def register(
         async for event in stream.events():
             message = event.message
             state = correlator_for(message.partition)
-            items = decode_items(message.value)
-            outputs = state.engine.process(items)
+            progress, items = decode_blocks(message.value)
+            watermark = state.advance(progress, config.allowed_lateness_ms)
+            outputs = state.engine.process(items, watermark)
             for record in outputs.correlations:
                 await producer.send(
                     names.correlations,
@@ -240,24 +279,25 @@ def register(
                     None,
                     None,
                 )
-            if outputs.correlations:
-                views = {}
-                for record in outputs.correlations:
-                    for side in ("incident_a", "incident_b"):
-                        ref = (record[side]["agency"], record[side]["incident_id"])
-                        current = state.engine.index.current(ref)
-                        if current is not None:
-                            views[ref] = to_wire(current)
-                await producer.send(
-                    names.links, None, encode_links(codec, outputs, views), 0, None, None
-                )
+            views = {}
+            for record in outputs.correlations:
+                for side in ("incident_a", "incident_b"):
+                    ref = (record[side]["agency"], record[side]["incident_id"])
+                    current = state.engine.index.current(ref)
+                    if current is not None:
+                        views[ref] = to_wire(current)
+            # one links message per blocks message, so the case stage always knows this
+            # partition's watermark, with or without new correlations
+            links_payload = encode_links(codec, message.partition, watermark, outputs, views)
+            await producer.send(names.links, None, links_payload, 0, None, None)
             await send_alerts(outputs.alerts)
             counters["correlations"] += len(outputs.correlations)
             counters["too_late"] += outputs.too_late
             key = _Replayable.key(message.partition, message.offset)
             block_table[key] = message.value
             state.stored.append((key, _newest_ms(items)))
-            blocks_state.evict(message.partition, state.engine.watermark_ms)
+            if watermark is not None:
+                blocks_state.evict(message.partition, watermark)
 
     def cases_state() -> _PartitionState:
         state = links_state.states.get(0)
@@ -265,9 +305,9 @@ def register(
             return state
         state = links_state.states[0] = _PartitionState(CaseStage(config))
         for key in sorted(link_table.keys()):
-            records, views = decode_links(codec, link_table[key])
-            state.engine.process(records, views)
-            state.stored.append((key, _newest_link_ms(records)))
+            partition, watermark, records, views = decode_links(codec, link_table[key])
+            state.engine.process(records, views, state.advance({partition: watermark}, 0))
+            state.stored.append((key, max(_newest_link_ms(records), watermark or 0)))
             counters["replayed"] += 1
         return state
 
@@ -276,9 +316,11 @@ def register(
         async for event in stream.events():
             message = event.message
             state = cases_state()
-            records, views = decode_links(codec, message.value)
-            outputs = state.engine.process(records, views)
-            for case_event in outputs.case_events:
+            partition, upstream, records, views = decode_links(codec, message.value)
+            watermark = state.advance({partition: upstream}, 0)
+            outputs = state.engine.process(records, views, watermark)
+            for index, case_event in enumerate(outputs.case_events):
+                case_event["sequence"] = message.offset * 1000 + index
                 await producer.send(
                     names.cases,
                     case_event["case_id"].encode(),
@@ -291,9 +333,9 @@ def register(
             counters["case_events"] += len(outputs.case_events)
             key = _Replayable.key(0, message.offset)
             link_table[key] = message.value
-            newest = _newest_link_ms(records)
-            state.stored.append((key, newest))
-            links_state.evict(0, max(ms for _, ms in state.stored) - config.allowed_lateness_ms)
+            state.stored.append((key, max(_newest_link_ms(records), upstream or 0)))
+            if watermark is not None:
+                links_state.evict(0, watermark)
 
     return counters
 

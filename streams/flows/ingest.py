@@ -106,7 +106,7 @@ def register(
     async def accept_incidents(stream: faust.StreamT) -> None:
         # take_events is on the concrete Stream, not on the StreamT protocol
         async for events in stream.take_events(batch_size, within=within_s):  # type: ignore[attr-defined]
-            accepted: list[tuple[str, dict[str, Any]]] = []
+            accepted: list[tuple[str, str, dict[str, Any]]] = []
             for event in events:
                 message = event.message
                 outcome = classify(
@@ -121,7 +121,8 @@ def register(
                 )
                 if isinstance(outcome, Accepted):
                     metrics.accepted[message.topic] += 1
-                    accepted.append((outcome.record_name, outcome.decoded))
+                    source = f"{message.topic}[{message.partition}]"
+                    accepted.append((source, outcome.record_name, outcome.decoded))
                     # The raw producer skips Faust's per-message send machinery; the
                     # consumer flushes it before every offset commit, so nothing is lost.
                     await producer.send(
@@ -141,8 +142,9 @@ def register(
                         key=outcome.key, value=outcome.value, headers=outcome.headers()
                     )
             if router is not None and accepted:
-                by_partition, alerts = router.route(accepted)
-                await publish_blocks(producer, names, by_partition)
+                by_partition, progress, alerts = router.route(accepted)
+                if progress:
+                    await publish_blocks(producer, names, router.partitions, progress, by_partition)
                 await publish_alerts(producer, codec, names, alerts)
 
     return metrics

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 import time
 import uuid
@@ -134,7 +135,7 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
     sampler: MemorySampler | None = None
     throughput_series: list[tuple[float, float]] = []
     with pipeline.running():
-        time.sleep(6.0)  # workers join the group and finish their first rebalance
+        time.sleep(float(os.environ.get("XB_SETTLE", "6")))  # workers join and rebalance
         sampler = MemorySampler(pipeline.pids())
         sampler.start()
         # 2. throughput
