@@ -187,6 +187,39 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scenario(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from xborder.agencies import load_agencies
+    from xborder.scenario import ScenarioConfig, generate_scenario, write_scenario
+
+    config = ScenarioConfig(seed=args.seed, events=args.events)
+    with tqdm(total=config.events, desc="generating", unit="ev", file=sys.stderr) as bar:
+        scenario = generate_scenario(
+            config,
+            load_agencies(settings.agencies_config),
+            lambda done, _: bar.update(done - bar.n),
+        )
+    files = write_scenario(scenario, args.out)
+    for path in files.paths:
+        print(path)
+    return 0
+
+
+def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.clickhouse import get_client
+    from xborder.quality import evaluate_clickhouse, format_report, load_truth
+
+    truth = load_truth(args.truth)
+    client = get_client(settings)
+    try:
+        report = evaluate_clickhouse(client, truth)
+    finally:
+        client.close()
+    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.settings import to_env
 
@@ -251,6 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=6, help="sample events to publish")
     demo.add_argument("--keep-running", action="store_true", help="leave Kafka running")
     demo.set_defaults(handler=cmd_demo)
+
+    scenario = sub.add_parser(
+        "scenario", help="generate a border scenario with ground truth (JSON lines + truth)"
+    )
+    scenario.add_argument("--seed", type=int, default=7)
+    scenario.add_argument("--events", type=int, default=200_000)
+    scenario.add_argument("--out", type=Path, required=True, help="output directory")
+    scenario.set_defaults(handler=cmd_scenario)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="score the correlations in ClickHouse against a ground truth"
+    )
+    evaluate.add_argument("--truth", type=Path, required=True, help="truth.json of a scenario")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     bench = sub.add_parser(
         "bench", help="benchmarks that print figures: the whole pipeline, the codec, geo lookups"

@@ -45,16 +45,19 @@ class Pipeline:
 
     def start(self) -> None:
         for index in range(self.workers):
-            # each worker keeps its own state directory and web port
-            worker_settings = self.settings.with_overrides(
-                **{
-                    "data_dir": self.settings.data_dir / f"worker-{index}",
-                    "worker.web_port": self.settings.worker.web_port + index,
-                }
-            )
-            self._spawn(f"worker-{index}", "worker", worker_settings)
+            self.start_worker(index)
         if self.with_sink:
             self._spawn("sink", "sink", self.settings)
+
+    def start_worker(self, index: int) -> None:
+        """Start worker ``index`` (its own state directory and web port); also a restart."""
+        worker_settings = self.settings.with_overrides(
+            **{
+                "data_dir": self.settings.data_dir / f"worker-{index}",
+                "worker.web_port": self.settings.worker.web_port + index,
+            }
+        )
+        self._spawn(f"worker-{index}", "worker", worker_settings)
 
     def pids(self) -> dict[str, int]:
         """Process id of each running child, by name."""

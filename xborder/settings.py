@@ -129,6 +129,8 @@ class WorkerSettings(_Group):
     """Port of the worker's web server."""
     batch_size: int = Field(default=1000, ge=1)
     """Events taken from the stream per batch."""
+    session_timeout_s: float = Field(default=15.0, gt=0)
+    """How long a silent worker keeps its partitions before the group reassigns them."""
     batch_within_s: float = Field(default=0.2, gt=0)
     """Longest wait to fill a batch."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

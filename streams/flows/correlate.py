@@ -20,9 +20,11 @@ fresh engine before going on, so a restarted worker continues with the same resu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+import time
 import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -41,6 +43,16 @@ from xborder.topics import Topics
 logger = logging.getLogger(__name__)
 
 INCIDENT_VIEW_RECORDS = frozenset({"xborder.v1.IncidentReported", "xborder.v1.IncidentUpdated"})
+
+
+NO_WATERMARK = -(2**62)
+"""Passed to the engines while the watermark cannot move: they must not fall back to
+their own newest-event-seen watermark, which a source running ahead would push on."""
+
+
+def source_id(topic: str, partition: int) -> str:
+    """How a source partition is named in blocks messages."""
+    return f"{topic}[{partition}]"
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -139,15 +151,41 @@ class _PartitionState:
     """(table key, newest event time in the batch)."""
     progress: dict[Any, int] = field(default_factory=dict)
     """Newest event time per upstream source; the watermark follows the slowest."""
+    expected: frozenset[Any] = frozenset()
+    """Every upstream source: until each has reported, the watermark does not move."""
+    idle_after_s: float = 300.0
+    """A source silent this long (processing time) no longer holds the watermark back."""
+    _heard: dict[Any, float] = field(default_factory=dict)
 
     def advance(self, progress: Mapping[Any, int | None], lateness_ms: int) -> int | None:
-        """Merge upstream progress; the event-time watermark (None before any source)."""
+        """Merge upstream progress; the event-time watermark, or None while it cannot move.
+
+        The watermark is the slowest source's newest event time minus the lateness, so a
+        source (a partition, a worker) running ahead never makes another's events too
+        late. Sources not heard from yet hold it back, unless silent for ``idle_after_s``
+        (an empty partition must not stop eviction for ever).
+        """
+        now = time.monotonic()
         for source, newest in progress.items():
+            self._heard[source] = now
             if newest is not None and newest > self.progress.get(source, -(2**62)):
                 self.progress[source] = newest
-        if not self.progress:
+        if not self._heard:
             return None
-        return min(self.progress.values()) - lateness_ms
+        first = min(self._heard.values())
+        for source in self.expected:
+            if source not in self.progress and now - self._heard.get(source, first) < (
+                self.idle_after_s
+            ):
+                return None
+        live = [
+            newest
+            for source, newest in self.progress.items()
+            if now - self._heard[source] < self.idle_after_s or source not in self.expected
+        ]
+        if not live:
+            return None
+        return min(live) - lateness_ms
 
 
 class _Replayable:
@@ -179,13 +217,18 @@ class _Replayable:
 
 async def publish_alerts(
     producer: Any, codec: AvroCodec, names: Topics, alerts: Sequence[dict[str, Any]]
-) -> None:
-    """Send each alert to the alert topic of every agency it targets (all when none)."""
+) -> list[Any]:
+    """Send each alert to the alert topic of every agency it targets (all when none);
+    returns the delivery futures."""
+    pending = []
     for alert in alerts:
         payload = codec.encode("Alert", alert)
         key = alert["identifier"].encode()
         for agency in alert.get("target_agencies") or names.agency_ids:
-            await producer.send(names.alerts(agency), key, payload, None, None, None)
+            pending.append(
+                await producer.send(names.alerts(agency), key, payload, None, None, None)
+            )
+    return pending
 
 
 async def publish_blocks(
@@ -203,6 +246,10 @@ async def publish_blocks(
         await producer.send(names.blocks, None, payload, partition, None, None)
 
 
+def _or_none(watermark: int | None) -> int:
+    return NO_WATERMARK if watermark is None else watermark
+
+
 def _newest_ms(items: Sequence[tuple[str, IncidentView]]) -> int:
     return max((view.occurred_ms for _, view in items), default=0)
 
@@ -215,6 +262,9 @@ def register(
     partitions: int,
 ) -> dict[str, int]:
     """Attach the correlate and case agents and their tables; returns live counters."""
+    incident_sources = frozenset(
+        source_id(topic, p) for topic in names.all_incidents for p in range(partitions)
+    )
     counters = {"correlations": 0, "case_events": 0, "alerts": 0, "too_late": 0, "replayed": 0}
     producer = app.producer
     keep_ms = config.window_ms + config.allowed_lateness_ms
@@ -241,25 +291,35 @@ def register(
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        logger.info(
+            "partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked)
+        )
         blocks_state.forget({tp.partition for tp in revoked if tp.topic == names.blocks})
         links_state.forget({tp.partition for tp in revoked if tp.topic == names.links})
 
-    async def send_alerts(alerts: list[dict[str, Any]]) -> None:
-        await publish_alerts(producer, codec, names, alerts)
+    async def send_alerts(alerts: list[dict[str, Any]]) -> list[Any]:
         counters["alerts"] += len(alerts)
+        return await publish_alerts(producer, codec, names, alerts)
 
     def correlator_for(partition: int) -> _PartitionState:
         state = blocks_state.states.get(partition)
         if state is not None:
             return state
-        state = blocks_state.states[partition] = _PartitionState(Correlator(config))
+        state = blocks_state.states[partition] = _PartitionState(
+            Correlator(config), expected=incident_sources
+        )
         prefix = f"{partition:05d}:".encode()
         for key in sorted(k for k in block_table.keys() if k.startswith(prefix)):
             progress, items = decode_blocks(block_table[key])
             watermark = state.advance(progress, config.allowed_lateness_ms)
-            state.engine.process(items, watermark)  # outputs were emitted before the restart
+            state.engine.process(
+                items, _or_none(watermark)
+            )  # outputs were emitted before the restart
             state.stored.append((key, _newest_ms(items)))
             counters["replayed"] += 1
+        logger.info(
+            "correlation partition %s: rebuilt from %s stored batches", partition, len(state.stored)
+        )
         return state
 
     @app.agent(blocks, name="correlate_blocks")
@@ -269,15 +329,18 @@ def register(
             state = correlator_for(message.partition)
             progress, items = decode_blocks(message.value)
             watermark = state.advance(progress, config.allowed_lateness_ms)
-            outputs = state.engine.process(items, watermark)
+            outputs = state.engine.process(items, _or_none(watermark))
+            pending = []
             for record in outputs.correlations:
-                await producer.send(
-                    names.correlations,
-                    record["correlation_id"].encode(),
-                    codec.encode("Correlation", record),
-                    None,
-                    None,
-                    None,
+                pending.append(
+                    await producer.send(
+                        names.correlations,
+                        record["correlation_id"].encode(),
+                        codec.encode("Correlation", record),
+                        None,
+                        None,
+                        None,
+                    )
                 )
             views = {}
             for record in outputs.correlations:
@@ -289,8 +352,11 @@ def register(
             # one links message per blocks message, so the case stage always knows this
             # partition's watermark, with or without new correlations
             links_payload = encode_links(codec, message.partition, watermark, outputs, views)
-            await producer.send(names.links, None, links_payload, 0, None, None)
-            await send_alerts(outputs.alerts)
+            pending.append(await producer.send(names.links, None, links_payload, 0, None, None))
+            pending.extend(await send_alerts(outputs.alerts))
+            # Outputs must be durable before the batch is recorded as applied: a crash in
+            # between then replays the batch and re-emits (same ids), never loses them.
+            await asyncio.gather(*pending)
             counters["correlations"] += len(outputs.correlations)
             counters["too_late"] += outputs.too_late
             key = _Replayable.key(message.partition, message.offset)
@@ -303,10 +369,12 @@ def register(
         state = links_state.states.get(0)
         if state is not None:
             return state
-        state = links_state.states[0] = _PartitionState(CaseStage(config))
+        state = links_state.states[0] = _PartitionState(
+            CaseStage(config), expected=frozenset(range(partitions))
+        )
         for key in sorted(link_table.keys()):
             partition, watermark, records, views = decode_links(codec, link_table[key])
-            state.engine.process(records, views, state.advance({partition: watermark}, 0))
+            state.engine.process(records, views, _or_none(state.advance({partition: watermark}, 0)))
             state.stored.append((key, max(_newest_link_ms(records), watermark or 0)))
             counters["replayed"] += 1
         return state
@@ -318,18 +386,22 @@ def register(
             state = cases_state()
             partition, upstream, records, views = decode_links(codec, message.value)
             watermark = state.advance({partition: upstream}, 0)
-            outputs = state.engine.process(records, views, watermark)
+            outputs = state.engine.process(records, views, _or_none(watermark))
+            pending = []
             for index, case_event in enumerate(outputs.case_events):
                 case_event["sequence"] = message.offset * 1000 + index
-                await producer.send(
-                    names.cases,
-                    case_event["case_id"].encode(),
-                    codec.encode("CaseEvent", case_event),
-                    None,
-                    None,
-                    None,
+                pending.append(
+                    await producer.send(
+                        names.cases,
+                        case_event["case_id"].encode(),
+                        codec.encode("CaseEvent", case_event),
+                        None,
+                        None,
+                        None,
+                    )
                 )
-            await send_alerts(outputs.alerts)
+            pending.extend(await send_alerts(outputs.alerts))
+            await asyncio.gather(*pending)  # durable before the batch is recorded as applied
             counters["case_events"] += len(outputs.case_events)
             key = _Replayable.key(0, message.offset)
             link_table[key] = message.value

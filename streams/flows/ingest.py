@@ -9,7 +9,7 @@ from typing import Any
 
 import faust
 
-from streams.flows.correlate import Router, publish_alerts, publish_blocks
+from streams.flows.correlate import Router, publish_alerts, publish_blocks, source_id
 from streams.topics import StreamTopics
 from xborder.codec import AvroCodec
 from xborder.deadletter import SOURCE_HEADER, DeadLetter
@@ -121,7 +121,7 @@ def register(
                 )
                 if isinstance(outcome, Accepted):
                     metrics.accepted[message.topic] += 1
-                    source = f"{message.topic}[{message.partition}]"
+                    source = source_id(message.topic, message.partition)
                     accepted.append((source, outcome.record_name, outcome.decoded))
                     # The raw producer skips Faust's per-message send machinery; the
                     # consumer flushes it before every offset commit, so nothing is lost.

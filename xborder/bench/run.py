@@ -68,13 +68,15 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _latency_events(documents: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """``count`` fresh border-zone incidents (new ids, times now) cloned from ``documents``."""
+    """``count`` fresh border-zone incidents cloned from ``documents``: new ids, times now,
+    no subjects (they raise border-zone alerts and must not link to the scenario's)."""
     now_ms = int(time.time() * 1000)
     out = []
     for n in range(count):
         doc = copy.deepcopy(documents[n % len(documents)])
         doc["event_id"] = str(uuid.uuid4())
         doc["incident_id"] = f"LAT-{n:07d}-{uuid.uuid4().hex[:6]}"
+        doc["subjects"] = []  # no shared tokens: these must not link to anything
         doc["occurred_at"] = now_ms - 600_000
         doc["reported_at"] = now_ms - 300_000
         out.append(doc)

@@ -1,0 +1,42 @@
+"""The benchmark harness on a small scenario: it runs, and its report has every figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xborder.bench.run import BenchParams, run_bench
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_small_bench_reports_every_figure(make_settings, tmp_path: Path) -> None:
+    settings = make_settings()
+    params = BenchParams(
+        events=2_000, seed=3, workers=1, latency_rate=300.0, latency_seconds=3.0, timeout_s=100
+    )
+    report = run_bench(settings, params, tmp_path / "bench")
+
+    written = json.loads((tmp_path / "bench" / "report.json").read_text())
+    assert written == json.loads(json.dumps(report))
+    html = (tmp_path / "bench" / "report.html").read_text()
+    assert "<svg" in html and "Throughput over time" in html and "latency" in html.lower()
+    assert report["machine"]["cores"] >= 1 and report["machine"]["memory_gib"] > 0
+    assert report["parameters"]["events"] == 2_000
+    assert report["parameters"]["scenario"]["seed"] == 3
+    assert report["raw_floor_events_per_s"] > 0
+    assert report["end_to_end_events_per_s"] > 0
+    assert 0 < report["end_to_end_ratio_to_floor"] <= 2
+    assert report["sink_rows_per_s"] > 0
+    latency = report["latency_ms"]
+    assert latency["alerts_measured"] > 0
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
+    assert {"worker-0", "sink"} <= set(report["memory"])
+    assert all(m["peak_mb"] > 0 for m in report["memory"].values())
+    links = report["quality"]["links"]
+    assert links["precision"] == 1.0 and links["recall"] == 1.0
+    cases = report["quality"]["cases"]
+    assert cases["purity"] == 1.0 and cases["completeness"] == 1.0
+    assert report["alerts_by_kind"]["BORDER_ZONE_INCIDENT"] > 0
