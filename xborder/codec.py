@@ -78,22 +78,34 @@ class AvroCodec:
                 reason="unknown-schema",
             )
         reader = self.store.current(writer.full_name)
-        body = io.BytesIO(data)
-        body.seek(SINGLE_OBJECT_HEADER_LEN)
-        try:
-            value = fastavro.schemaless_reader(
-                body, writer.parsed, None if reader is writer else reader.parsed
-            )
-        except Exception as exc:  # fastavro raises many kinds on corrupt bodies
-            raise InvalidRecordError(
-                f"{writer.full_name}: body cannot be decoded: {type(exc).__name__}: {exc}",
-                reason="undecodable",
-            ) from exc
-        if body.tell() != len(data):
-            raise InvalidRecordError(
-                f"{writer.full_name}: {len(data) - body.tell()} trailing bytes after the record",
-                reason="undecodable",
-            )
-        if not isinstance(value, dict):
-            raise InvalidRecordError(f"{writer.full_name}: not a record", reason="undecodable")
+        value = read_body(data, SINGLE_OBJECT_HEADER_LEN, writer, reader)
         return Decoded(record_name=writer.full_name, value=value, writer=writer)
+
+
+def read_body(
+    data: bytes, header_len: int, writer: StoredSchema, reader: StoredSchema | None
+) -> dict[str, Any]:
+    """Read the Avro body after ``header_len`` bytes, written with ``writer``, as ``reader``.
+
+    ``reader`` None (or the writer itself) reads with the writer schema. Raises
+    InvalidRecordError (reason ``undecodable``) on a corrupt or over-long body.
+    """
+    body = io.BytesIO(data)
+    body.seek(header_len)
+    try:
+        value = fastavro.schemaless_reader(
+            body, writer.parsed, None if reader is None or reader is writer else reader.parsed
+        )
+    except Exception as exc:  # fastavro raises many kinds on corrupt bodies
+        raise InvalidRecordError(
+            f"{writer.full_name}: body cannot be decoded: {type(exc).__name__}: {exc}",
+            reason="undecodable",
+        ) from exc
+    if body.tell() != len(data):
+        raise InvalidRecordError(
+            f"{writer.full_name}: {len(data) - body.tell()} trailing bytes after the record",
+            reason="undecodable",
+        )
+    if not isinstance(value, dict):
+        raise InvalidRecordError(f"{writer.full_name}: not a record", reason="undecodable")
+    return value

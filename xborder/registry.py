@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from xborder.codec import read_body
 from xborder.errors import ConfigurationError, InvalidRecordError, ServiceUnavailableError
 from xborder.schemas import SchemaStore, StoredSchema
 
@@ -92,25 +93,7 @@ def decode_confluent(
     ``reader`` None (or the writer itself) reads with the writer schema. Raises
     InvalidRecordError (reason ``undecodable``) on a corrupt or over-long body.
     """
-    body = io.BytesIO(data)
-    body.seek(CONFLUENT_HEADER_LEN)
-    try:
-        value = fastavro.schemaless_reader(
-            body, writer.parsed, None if reader is None or reader is writer else reader.parsed
-        )
-    except Exception as exc:  # fastavro raises many kinds on corrupt bodies
-        raise InvalidRecordError(
-            f"{writer.full_name}: body cannot be decoded: {type(exc).__name__}: {exc}",
-            reason="undecodable",
-        ) from exc
-    if body.tell() != len(data):
-        raise InvalidRecordError(
-            f"{writer.full_name}: {len(data) - body.tell()} trailing bytes after the record",
-            reason="undecodable",
-        )
-    if not isinstance(value, dict):
-        raise InvalidRecordError(f"{writer.full_name}: not a record", reason="undecodable")
-    return value
+    return read_body(data, CONFLUENT_HEADER_LEN, writer, reader)
 
 
 class SchemaRegistry:
