@@ -121,6 +121,34 @@ class Pipeline:
                 process.wait()
         self.processes.clear()
 
+    def wait_until_settled(self, timeout_s: float = 90.0, quiet_s: float = 3.0) -> None:
+        """Wait until every worker is ready and no rebalance happened for ``quiet_s``.
+
+        Load published while workers are still joining triggers rebalances mid-stream;
+        faust-streaming can leave a consumer idle after one (upstream issues #175, #532),
+        so benchmarks and tests start their load only on a settled group.
+        """
+        deadline = time.monotonic() + timeout_s
+        names = [f"worker-{i}" for i in range(self.workers)]
+        last_change, last_seen = time.monotonic(), -1
+        while time.monotonic() < deadline:
+            self.check_alive()
+            texts = [self._log_text(name) for name in names]
+            ready = all("[^Worker]: Ready" in text for text in texts)
+            assignments = sum(text.count("Executing _on_partitions_assigned") for text in texts)
+            if assignments != last_seen:
+                last_change, last_seen = time.monotonic(), assignments
+            if ready and time.monotonic() - last_change >= quiet_s:
+                return
+            time.sleep(0.3)
+        raise ServiceUnavailableError(
+            f"the workers did not settle within {timeout_s:.0f} s\n{self.log_tails()}"
+        )
+
+    def _log_text(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     @contextlib.contextmanager
     def running(self) -> Iterator[Pipeline]:
         self.start()

@@ -76,7 +76,7 @@ def _run(
     half = len(messages) // 2
     pipeline = Pipeline(settings, workers=workers)
     with pipeline.running():
-        time.sleep(5.0)  # let every worker join before the load arrives
+        pipeline.wait_until_settled()  # no rebalance while the load arrives
         publish(settings.kafka.bootstrap_servers, messages[:half])
         if crash:
             pipeline.wait_until_drained(topics, timeout_s=240)
@@ -87,6 +87,7 @@ def _run(
             worker.send_signal(signal.SIGKILL)  # no goodbye: uncommitted work is redone
             worker.wait()
             pipeline.start_worker(0)
+            pipeline.wait_until_settled()
         pipeline.wait_until_drained(topics, timeout_s=240)
     return _outcome(settings)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 import time
 import uuid
@@ -137,7 +136,7 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
     sampler: MemorySampler | None = None
     throughput_series: list[tuple[float, float]] = []
     with pipeline.running():
-        time.sleep(float(os.environ.get("XB_SETTLE", "6")))  # workers join and rebalance
+        pipeline.wait_until_settled()  # no rebalance while the load arrives
         sampler = MemorySampler(pipeline.pids())
         sampler.start()
         # 2. throughput
