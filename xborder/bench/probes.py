@@ -69,7 +69,8 @@ class MemorySampler:
             self._thread.join(timeout=5)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Peak RSS and growth (last third's mean over the middle third's mean) per process."""
+        """Peak RSS and growth per process: last third's mean over the middle third's, and
+        the last sample over the one at 30% of the run."""
         out: dict[str, dict[str, float]] = {}
         for name, points in self.samples.items():
             values = [v for _, v in points]
@@ -85,5 +86,7 @@ class MemorySampler:
                 "growth_last_vs_middle": round(
                     (sum(last) / len(last)) / (sum(middle) / len(middle)), 3
                 ),
+                "at_30pct_mb": round(values[int(len(values) * 0.3)], 1),
+                "growth_30pct_to_end": round(values[-1] / values[int(len(values) * 0.3)], 3),
             }
         return out
