@@ -12,7 +12,7 @@ import copy
 import json
 import random
 from datetime import timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from xborder.agencies import Region
 from xborder.jsonavro import format_timestamp, parse_timestamp
@@ -31,20 +31,7 @@ MalformedKind = Literal[
     "foreign_agency",
     "not_json",
 ]
-MALFORMED_KINDS: Final[tuple[MalformedKind, ...]] = (
-    "bad_enum",
-    "missing_field",
-    "raw_plate_token",
-    "raw_phone_token",
-    "raw_descriptor",
-    "out_of_region",
-    "bad_timestamp",
-    "bad_uuid",
-    "wrong_type",
-    "occurred_after_reported",
-    "foreign_agency",
-    "not_json",
-)
+MALFORMED_KINDS: Final[tuple[MalformedKind, ...]] = get_args(MalformedKind)
 """Every kind, in the order the generator cycles through them."""
 
 _MISSING: Final = ("occurred_at", "location", "incident_id", "category", "source_system")
