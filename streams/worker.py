@@ -40,6 +40,8 @@ def create_worker_app(settings: Settings) -> faust.App:
             jurisdictions_for(agencies), config, partitions=settings.topics.partitions
         )
         correlate.register(app, names, codec, config, partitions=settings.topics.partitions)
+    if not settings.worker.ingest:
+        return app
     ingest.register(
         app,
         declare_topics(app, names),

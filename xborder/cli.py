@@ -176,6 +176,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from xborder.bench.run import main as bench_main
 
         return bench_main(settings, args.rest)
+    if args.what == "stages":
+        from xborder.bench.stages import main as stages_main
+
+        return stages_main(settings, args.rest)
     if args.what == "geo":
         from xborder import geo_bench
 
@@ -301,9 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_evaluate)
 
     bench = sub.add_parser(
-        "bench", help="benchmarks that print figures: the whole pipeline, the codec, geo lookups"
+        "bench",
+        help="benchmarks that print figures: the whole pipeline, the worker's stages, "
+        "the codec, geo lookups",
     )
-    bench.add_argument("what", choices=["pipeline", "codec", "geo"])
+    bench.add_argument("what", choices=["pipeline", "stages", "codec", "geo"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
     bench.set_defaults(handler=cmd_bench)
 

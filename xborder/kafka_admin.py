@@ -118,6 +118,21 @@ def group_lag(bootstrap_servers: str, group_id: str, topics: Iterable[str]) -> i
         consumer.close(autocommit=False)
 
 
+def topic_sizes(bootstrap_servers: str, topics: Iterable[str]) -> dict[str, int]:
+    """Messages written to each topic so far (sum of its partitions' end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="xborder-sizes")
+    try:
+        sizes = {}
+        for topic in topics:
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            sizes[topic] = sum(consumer.end_offsets(partitions).values()) if partitions else 0
+        return sizes
+    finally:
+        consumer.close(autocommit=False)
+
+
 def wait_for_group(
     bootstrap_servers: str, group_id: str, topics: Iterable[str], timeout_s: float
 ) -> None:

@@ -135,6 +135,9 @@ class WorkerSettings(_Group):
     """Longest wait to fill a batch."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Worker log level."""
+    ingest: bool = True
+    """Run the ingest agent. Off, the worker only correlates already-routed blocks: the
+    stages then scale apart, and ``xborder bench stages`` times correlation alone."""
 
 
 class SinkSettings(_Group):

@@ -20,8 +20,10 @@ class Message:
     """One pre-encoded message to publish."""
 
     topic: str
-    key: bytes
+    key: bytes | None
     value: bytes
+    partition: int | None = None
+    """Explicit partition; None lets the key choose."""
 
 
 async def _publish(
@@ -48,7 +50,9 @@ async def _publish(
                 if delay > 0:
                     await asyncio.sleep(delay)
             sent_at.append(time.time())
-            await producer.send(message.topic, message.value, key=message.key)
+            await producer.send(
+                message.topic, message.value, key=message.key, partition=message.partition
+            )
             if progress and n % 5000 == 0:
                 progress(n)
         await producer.flush()
