@@ -135,6 +135,11 @@ class WorkerSettings(_Group):
     """Longest wait to fill a batch."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Worker log level."""
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
+    """Allocations between young-generation garbage collections (CPython's default is
+    700). The worker allocates many short-lived containers per batch while its window
+    index holds millions of objects; a higher threshold makes collections rarer. 0 keeps
+    the interpreter's default."""
     ingest: bool = True
     """Run the ingest agent. Off, the worker only correlates already-routed blocks: the
     stages then scale apart, and ``xborder bench stages`` times correlation alone."""

@@ -3,7 +3,10 @@
 An ``IncidentView`` keeps only what correlation needs (no narrative, no descriptors, no
 admin unit): the ids, the event time, where it happened and on which side of the boundary,
 category, severity, the subject tokens and the modus-operandi tags. It is immutable, so one
-object can sit under several blocking keys of the index at once.
+object can sit under several blocking keys of the index at once. It is a NamedTuple, not a
+frozen dataclass: the correlation stage builds one per item it receives, and a tuple is
+built about three times faster (a frozen dataclass sets each field through
+``object.__setattr__``).
 
 The wire form (``to_wire``/``from_wire``) is a flat JSON-able list, versioned by its first
 element, for shipping many views per Kafka message in one JSON array: no field names, tokens
@@ -15,9 +18,8 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from xborder.geo import Placement
 
@@ -39,8 +41,7 @@ class Locator(Protocol):
     def locate(self, lat: float, lon: float) -> Placement: ...
 
 
-@dataclass(frozen=True, slots=True)
-class IncidentView:
+class IncidentView(NamedTuple):
     """The state of one incident, as of one event, that the correlator indexes and scores."""
 
     event_id: str

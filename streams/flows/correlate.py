@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import time
 import zlib
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import orjson
 
 from streams.correlation.blocking import blocking_keys
 from streams.correlation.engine import CaseStage, Correlator, CorrelatorConfig, Outputs
@@ -98,13 +98,23 @@ class Router:
 
 
 def encode_blocks(progress: dict[str, int], items: list[list[Any]]) -> bytes:
-    """A blocks message: the sources' progress (newest event time) and the items."""
-    return json.dumps({"s": progress, "i": items}, separators=(",", ":")).encode()
+    """A blocks message: the sources' progress (newest event time) and the items (JSON,
+    by orjson: the correlation stage parses one per batch, and the stdlib is 3x slower)."""
+    return orjson.dumps({"s": progress, "i": items})
 
 
 def decode_blocks(payload: bytes) -> tuple[dict[str, int], list[tuple[str, IncidentView]]]:
-    message = json.loads(payload)
-    return message["s"], [(key, from_wire(wire)) for key, wire in message["i"]]
+    """Progress and (key, view) items of a blocks message; an incident sent under several
+    keys to one partition becomes one view object."""
+    message = orjson.loads(payload)
+    views: dict[str, IncidentView] = {}
+    items = []
+    for key, wire in message["i"]:
+        view = views.get(wire[1])  # by event_id: one event, one view
+        if view is None:
+            view = views[wire[1]] = from_wire(wire)
+        items.append((key, view))
+    return message["s"], items
 
 
 def encode_links(
@@ -116,7 +126,7 @@ def encode_links(
 ) -> bytes:
     """A links message from one correlating partition: its watermark, the new
     correlations (Avro, base64) and their incidents' views."""
-    return json.dumps(
+    return orjson.dumps(
         {
             "p": partition,
             "w": watermark_ms,
@@ -125,15 +135,14 @@ def encode_links(
                 for c in outputs.correlations
             ],
             "views": list(views.values()),
-        },
-        separators=(",", ":"),
-    ).encode()
+        }
+    )
 
 
 def decode_links(
     codec: AvroCodec, payload: bytes
 ) -> tuple[int, int | None, list[dict[str, Any]], dict[tuple[str, str], IncidentView]]:
-    message = json.loads(payload)
+    message = orjson.loads(payload)
     records = [codec.decode(base64.b64decode(c)).value for c in message["correlations"]]
     views = {}
     for wire in message["views"]:

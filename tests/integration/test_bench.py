@@ -40,3 +40,26 @@ def test_small_bench_reports_every_figure(make_settings, tmp_path: Path) -> None
     cases = report["quality"]["cases"]
     assert cases["purity"] == 1.0 and cases["completeness"] == 1.0
     assert report["alerts_by_kind"]["BORDER_ZONE_INCIDENT"] > 0
+
+
+def test_stage_bench_times_the_worker_and_the_correlation_stage_alone(
+    make_settings, tmp_path: Path
+) -> None:
+    from xborder.bench.stages import StageParams, run_stages
+
+    params = StageParams(events=2_000, seed=3, workers=(1,), timeout_s=100)
+    report = run_stages(make_settings(), params, tmp_path / "stages")
+
+    written = json.loads((tmp_path / "stages" / "stages.json").read_text())
+    assert written == json.loads(json.dumps(report))
+    worker, alone = report["runs"]
+    assert (worker["stage"], alone["stage"]) == ("worker", "correlation")
+    assert worker["events"] == alone["events"] > 1_900
+    assert worker["events_per_s"] > 0 and alone["events_per_s"] > 0
+    # the same scenario routed by the ingest agent or by the benchmark gives the same links
+    assert worker["correlations"] == alone["correlations"] > 0
+    assert worker["case_events"] > 0 and alone["case_events"] > 0
+    # with ingest off nothing but the benchmark writes correlation.blocks
+    assert alone["blocks_messages"] == alone["messages_published"]
+    assert worker["messages_published"] == worker["events"]
+    assert all(run["memory"]["worker-0"]["peak_mb"] > 0 for run in report["runs"])

@@ -92,7 +92,7 @@ def test_space_time_links_when_the_threshold_allows_it() -> None:
 def test_duplicate_events_do_not_duplicate_links() -> None:
     a = view("cantho", "CT-1", at=CANTHO_DEEP, t=T0, tokens=(V,))
     b = view("angiang", "AG-1", at=ANGIANG_DEEP, t=T0 + HOUR, tokens=(V,))
-    again = replace(b)
+    again = b._replace()
     correlator = Correlator(SPATIAL)
     out = correlator.process(items(a, b, again, cfg=SPATIAL))
     out2 = correlator.process(items(again, a, cfg=SPATIAL))
@@ -106,7 +106,7 @@ def test_an_update_replaces_the_incident_view() -> None:
     correlator = Correlator(CONFIG)
     assert correlator.process(items(a, b)).correlations == []
     # the update names the phone: routed under the old keys and the new ones, it links
-    upd = replace(a, event_id="00000000-0000-4000-8000-00000000aaaa", tokens=(P,),
+    upd = a._replace(event_id="00000000-0000-4000-8000-00000000aaaa", tokens=(P,),
                   version_ms=T0 + 2 * HOUR)  # fmt: skip
     keys = dict.fromkeys(blocking_keys(a, CONFIG.blocking) + blocking_keys(upd, CONFIG.blocking))
     out = correlator.process([(key, upd) for key in keys])
@@ -142,7 +142,7 @@ def test_border_zone_alert_once_per_incident_whatever_the_fan_out() -> None:
     alerts = correlator.process(keys + keys).alerts
     assert [a["alert_kind"] for a in alerts] == ["BORDER_ZONE_INCIDENT"]
     assert correlator.border_alerts([v]) == alerts
-    update = replace(v, event_id="00000000-0000-4000-8000-00000000bbbb", version_ms=T0 + 1)
+    update = v._replace(event_id="00000000-0000-4000-8000-00000000bbbb", version_ms=T0 + 1)
     assert correlator.process(items(update)).alerts == []  # same incident: same identifier
     off = replace(CONFIG, emit_border_alerts=False)
     assert Correlator(off).process(keys).alerts == []

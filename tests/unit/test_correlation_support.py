@@ -7,7 +7,6 @@ helpers' places are where the tests assume they are.
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -85,7 +84,7 @@ def view(
         distance_km=placed.distance_to_boundary_km,
         version_ms=t,
     )
-    return replace(built, **overrides) if overrides else built
+    return built._replace(**overrides) if overrides else built
 
 
 def encodes(record: str, value: dict[str, Any]) -> dict[str, Any]:

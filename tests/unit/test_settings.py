@@ -94,3 +94,17 @@ def test_to_env_round_trips_through_the_environment(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert load_settings() == original
+
+
+def test_worker_gc_tuning_raises_the_young_generation_threshold() -> None:
+    import gc
+
+    from streams.worker import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(load_settings(**{"worker.gc_gen0_threshold": 12_345}).worker.gc_gen0_threshold)
+        assert gc.get_threshold() == (12_345, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
