@@ -14,7 +14,6 @@ from streams.correlation.engine import CorrelatorConfig
 from streams.correlation.patterns import PatternConfig
 from streams.correlation.scoring import ScoringConfig
 from streams.flows import correlate, ingest
-from streams.topics import declare_topics
 from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.geo import jurisdictions_for
 from xborder.settings import Settings
@@ -43,16 +42,7 @@ def create_worker_app(settings: Settings) -> faust.App:
         correlate.register(app, names, codec, config, partitions=settings.topics.partitions)
     if not settings.worker.ingest:
         return app
-    ingest.register(
-        app,
-        declare_topics(app, names),
-        names,
-        codec,
-        rules,
-        batch_size=settings.worker.batch_size,
-        within_s=settings.worker.batch_within_s,
-        router=router,
-    )
+    ingest.register(app, settings, names, codec, rules, router=router)
     return app
 
 

@@ -87,7 +87,7 @@ class Pipeline:
     def wait_for_worker(self, topics: Topics, timeout_s: float = 120.0) -> None:
         """Wait until the worker has committed every published incident event."""
         deadline = time.monotonic() + timeout_s
-        self._wait_for(self.settings.worker.app_id, topics.all_incidents, deadline)
+        self._wait_for(self.settings.worker.ingest_group_id, topics.all_incidents, deadline)
 
     def _wait_for(self, group: str, names: list[str], deadline: float) -> None:
         while True:
@@ -128,14 +128,23 @@ class Pipeline:
         faust-streaming can leave a consumer idle after one (upstream issues #175, #532),
         so benchmarks and tests start their load only on a settled group.
         """
+        from streams.flows.ingest import ASSIGNED_LOG
+
         deadline = time.monotonic() + timeout_s
         names = [f"worker-{i}" for i in range(self.workers)]
         last_change, last_seen = time.monotonic(), -1
         while time.monotonic() < deadline:
             self.check_alive()
             texts = [self._log_text(name) for name in names]
-            ready = all("[^Worker]: Ready" in text for text in texts)
-            assignments = sum(text.count("Executing _on_partitions_assigned") for text in texts)
+            ready = all(
+                "[^Worker]: Ready" in text
+                and (ASSIGNED_LOG in text or not self.settings.worker.ingest)
+                for text in texts
+            )
+            assignments = sum(
+                text.count("Executing _on_partitions_assigned") + text.count(ASSIGNED_LOG)
+                for text in texts
+            )
             if assignments != last_seen:
                 last_change, last_seen = time.monotonic(), assignments
             if ready and time.monotonic() - last_change >= quiet_s:

@@ -141,8 +141,13 @@ class WorkerSettings(_Group):
     index holds millions of objects; a higher threshold makes collections rarer. 0 keeps
     the interpreter's default."""
     ingest: bool = True
-    """Run the ingest agent. Off, the worker only correlates already-routed blocks: the
+    """Run the ingest task. Off, the worker only correlates already-routed blocks: the
     stages then scale apart, and ``xborder bench stages`` times correlation alone."""
+
+    @property
+    def ingest_group_id(self) -> str:
+        """Consumer group of the ingest task (the Faust agents' group is ``app_id``)."""
+        return f"{self.app_id}-ingest"
 
 
 class SinkSettings(_Group):

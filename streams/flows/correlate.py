@@ -2,7 +2,7 @@
 
 Every Kafka cost is paid once per batch, never once per event (PERFORMANCE.md):
 
-1. **route** (called by the ingest agent for each batch of accepted events): each
+1. **route** (called by the ingest task for each batch of accepted events): each
    incident becomes a compact view; each (blocking key, view) item goes to partition
    ``crc32(key) % P`` of ``correlation.blocks``, one message per target partition per
    batch. Border-zone alerts are raised here, where each event is seen exactly once.

@@ -149,7 +149,7 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
         deadline = started + params.timeout_s
         while True:
             pipeline.check_alive()
-            lag = group_lag(bootstrap, settings.worker.app_id, topics.all_incidents)
+            lag = group_lag(bootstrap, settings.worker.ingest_group_id, topics.all_incidents)
             done = len(messages) - lag
             now = time.monotonic()
             if now > last[0]:

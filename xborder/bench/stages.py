@@ -134,7 +134,7 @@ def _drain(
     """Publish ``messages`` and wait until every stage has committed everything; the
     seconds taken and the input's progress in events/s over time."""
     bootstrap = settings.kafka.bootstrap_servers
-    group = settings.worker.app_id
+    groups = {"incidents": settings.worker.ingest_group_id, "rest": settings.worker.app_id}
     input_topics = sorted({m.topic for m in messages})
     started = time.monotonic()
     publish(bootstrap, messages)
@@ -143,6 +143,7 @@ def _drain(
     last = (started, 0)
     with tqdm(total=total, desc=label, unit="msg", file=sys.stderr) as bar:
         for stage in (topics.all_incidents, [topics.blocks], [topics.links]):
+            group = groups["incidents" if stage == topics.all_incidents else "rest"]
             while (lag := group_lag(bootstrap, group, stage)) > 0:
                 pipeline.check_alive()
                 now = time.monotonic()
