@@ -39,7 +39,16 @@ def create_worker_app(settings: Settings) -> faust.App:
         router = correlate.Router(
             jurisdictions_for(agencies), config, partitions=settings.topics.partitions
         )
-        correlate.register(app, names, codec, config, partitions=settings.topics.partitions)
+        correlate.register(
+            app,
+            names,
+            codec,
+            config,
+            partitions=settings.topics.partitions,
+            store_options=correlate.store_options(
+                settings.worker.store_write_buffer_mb, settings.worker.store_block_cache_mb
+            ),
+        )
     if not settings.worker.ingest:
         return app
     ingest.register(app, settings, names, codec, rules, router=router)

@@ -140,6 +140,12 @@ class WorkerSettings(_Group):
     700). The worker allocates many short-lived containers per batch while its window
     index holds millions of objects; a higher threshold makes collections rarer. 0 keeps
     the interpreter's default."""
+    store_write_buffer_mb: int = Field(default=8, ge=1)
+    """RocksDB memtable size of each table partition (Faust's default is 64 MB, times 3
+    buffers, times every partition a worker holds)."""
+    store_block_cache_mb: int = Field(default=16, ge=1)
+    """RocksDB block cache of each table partition (Faust's default is 2 GiB); the
+    correlator reads its tables only to rebuild after a restart or rebalance."""
     ingest: bool = True
     """Run the ingest task. Off, the worker only correlates already-routed blocks: the
     stages then scale apart, and ``xborder bench stages`` times correlation alone."""

@@ -255,6 +255,19 @@ async def publish_blocks(
         await producer.send(names.blocks, None, payload, partition, None, None)
 
 
+def store_options(write_buffer_mb: int, block_cache_mb: int) -> dict[str, int]:
+    """RocksDB options of the batch tables. They are written once per batch and read only
+    to rebuild, so small memtables and cache keep a worker's memory bounded; Faust's
+    defaults (3 x 64 MB memtables, a 2 GiB cache per partition) grow it to hundreds of MB."""
+    mb = 1024 * 1024
+    return {
+        "write_buffer_size": write_buffer_mb * mb,
+        "max_write_buffer_number": 2,
+        "block_cache_size": block_cache_mb * mb,
+        "block_cache_compressed_size": block_cache_mb * mb,
+    }
+
+
 def _or_none(watermark: int | None) -> int:
     return NO_WATERMARK if watermark is None else watermark
 
@@ -269,8 +282,10 @@ def register(
     codec: AvroCodec,
     config: CorrelatorConfig,
     partitions: int,
+    store_options: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
-    """Attach the correlate and case agents and their tables; returns live counters."""
+    """Attach the correlate and case agents and their tables; returns live counters.
+    ``store_options`` go to each table's RocksDB store (see :func:`store_options`)."""
     incident_sources = frozenset(
         source_id(topic, p) for topic in names.all_incidents for p in range(partitions)
     )
@@ -286,6 +301,7 @@ def register(
         help="applied correlation.blocks messages",
         key_type=bytes,
         value_type=bytes,
+        options=dict(store_options or {}),
     )
     link_table = app.Table(
         "case-batches",
@@ -294,6 +310,7 @@ def register(
         help="applied correlation.links messages",
         key_type=bytes,
         value_type=bytes,
+        options=dict(store_options or {}),
     )
     blocks_state = _Replayable("correlate", block_table, keep_ms)
     links_state = _Replayable("cases", link_table, keep_ms)

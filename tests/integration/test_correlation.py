@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from xborder.bench.kafka_io import Message, publish
 from xborder.clickhouse import get_client
 from xborder.pipeline import Pipeline
 from xborder.quality import read_predictions
-from xborder.scenario import ScenarioConfig, generate_scenario, iter_events
+from xborder.scenario import ScenarioConfig, generate_scenario, iter_events, shuffled_within
 from xborder.scenario.truth import Truth
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
@@ -32,6 +33,20 @@ def scenario(kafka_settings: Settings) -> tuple[Truth, list[dict[str, Any]]]:
     documents = [
         e.document
         for e in iter_events(generated)
+        if e.kind != "malformed" and e.document is not None
+    ]
+    return generated.truth, documents
+
+
+@pytest.fixture(scope="module")
+def shuffled_scenario(kafka_settings: Settings) -> tuple[Truth, list[dict[str, Any]]]:
+    """The same scenario arriving shuffled within the correlator's allowed lateness."""
+    agencies = load_agencies(kafka_settings.agencies_config)
+    generated = generate_scenario(ScenarioConfig(seed=11, events=3_000), agencies)
+    lateness = timedelta(hours=kafka_settings.correlation.allowed_lateness_hours)
+    documents = [
+        e.document
+        for e in shuffled_within(iter_events(generated), lateness, seed=4)
         if e.kind != "malformed" and e.document is not None
     ]
     return generated.truth, documents
@@ -94,6 +109,21 @@ def _run(
 
 def test_links_and_cases_are_exactly_the_ground_truth(make_settings, scenario) -> None:
     truth, documents = scenario
+    settings = make_settings()
+    _run(settings, documents)
+    client = get_client(settings)
+    try:
+        links, cases = read_predictions(client)
+    finally:
+        client.close()
+    assert links == set(truth.links)
+    assert sorted(sorted(c) for c in cases) == sorted(sorted(c.incidents) for c in truth.cases)
+
+
+def test_events_shuffled_within_the_allowed_lateness_give_the_same_truth(
+    make_settings, shuffled_scenario
+) -> None:
+    truth, documents = shuffled_scenario
     settings = make_settings()
     _run(settings, documents)
     client = get_client(settings)

@@ -455,3 +455,24 @@ def test_defaults_start_on_a_fixed_day_and_scale_groups_with_size() -> None:
     assert ScenarioConfig().start == datetime(2026, 3, 2, tzinfo=UTC)
     assert ScenarioConfig().group_count == 197  # one per 1,000 of the 197,000 incidents
     assert ScenarioConfig(events=300).group_count == 1
+
+
+def test_shuffled_within_the_lateness_never_lets_an_event_arrive_too_late() -> None:
+    from xborder.scenario import shuffled_within
+
+    config = ScenarioConfig(seed=5, events=1_500)
+    events = list(iter_events(generate_scenario(config, load_agencies(AGENCIES_FILE))))
+    lateness = timedelta(hours=6)
+    arrived = shuffled_within(events, lateness, seed=1)
+    assert sorted(map(id, arrived)) == sorted(map(id, events))  # a permutation
+    assert arrived != events and shuffled_within(events, lateness, seed=1) == arrived
+    newest = float("-inf")
+    moved = 0
+    for event in arrived:
+        if event.document is None or not isinstance(event.document.get("occurred_at"), str):
+            continue
+        occurred = datetime.fromisoformat(event.document["occurred_at"]).timestamp() * 1000
+        assert occurred > newest - lateness.total_seconds() * 1000
+        moved += occurred < newest
+        newest = max(newest, occurred)
+    assert moved > len(arrived) // 10  # really out of order, not just the publish order

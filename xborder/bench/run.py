@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from xborder.geo import jurisdictions_for
 from xborder.kafka_admin import broker_accepts_requests, group_lag
 from xborder.pipeline import Pipeline
 from xborder.quality import evaluate_clickhouse, format_report
-from xborder.scenario import ScenarioConfig, generate_scenario, iter_events
+from xborder.scenario import ScenarioConfig, generate_scenario, iter_events, shuffled_within
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
 from xborder.wire import codec_for
@@ -57,6 +58,9 @@ class BenchParams:
     latency_rate: float = 2_000.0
     latency_seconds: float = 15.0
     timeout_s: float = 1_800.0
+    shuffled: bool = False
+    """Publish the events shuffled within the correlator's allowed lateness instead of in
+    the scenario's publish order (``xborder.scenario.shuffled_within``)."""
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -114,7 +118,11 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
     messages: list[Message] = []
     border_docs: list[dict[str, Any]] = []
     skipped = 0
-    for event in tqdm(iter_events(scenario), desc="encoding", unit="ev", file=sys.stderr):
+    events = iter_events(scenario)
+    if params.shuffled:
+        lateness = timedelta(hours=settings.correlation.allowed_lateness_hours)
+        events = iter(shuffled_within(events, lateness, seed=params.seed))
+    for event in tqdm(events, desc="encoding", unit="ev", file=sys.stderr):
         if event.kind == "malformed" or event.document is None:
             skipped += 1  # the producer library rejects these before they reach Kafka
             continue
@@ -285,6 +293,11 @@ def main(settings: Settings, argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--latency-rate", type=float, default=defaults.latency_rate)
     parser.add_argument("--latency-seconds", type=float, default=defaults.latency_seconds)
+    parser.add_argument(
+        "--shuffled",
+        action="store_true",
+        help="publish the events shuffled within the allowed lateness, not in publish order",
+    )
     parser.add_argument("--out", type=Path, default=settings.data_dir / "bench")
     args = parser.parse_args(argv)
     params = BenchParams(
@@ -293,6 +306,7 @@ def main(settings: Settings, argv: list[str] | None = None) -> int:
         workers=args.workers,
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds,
+        shuffled=args.shuffled,
     )
     report = run_bench(settings, params, args.out)
     print(json.dumps({k: v for k, v in report.items() if k not in ("parameters",)}, indent=2))

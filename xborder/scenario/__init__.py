@@ -25,6 +25,7 @@ from xborder.scenario.output import (
     ScenarioFiles,
     events_file_name,
     iter_events,
+    shuffled_within,
     write_scenario,
 )
 from xborder.scenario.truth import (
@@ -64,6 +65,7 @@ __all__ = [
     "read_truth",
     "scenario_key_ring",
     "scenario_tokenizer",
+    "shuffled_within",
     "true_cases",
     "true_links",
     "write_scenario",

@@ -10,8 +10,10 @@ publish order, malformed lines included) and the ground truth (``truth.json``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from xborder.scenario.malformed import dumps
@@ -24,6 +26,34 @@ from xborder.scenario.model import (
 )
 
 TRUTH_FILE = "truth.json"
+
+
+def shuffled_within(
+    events: Iterable[ScenarioEvent], lateness: timedelta, seed: int = 0
+) -> list[ScenarioEvent]:
+    """The events in a random arrival order in which none arrives after an event that
+    occurred more than ``lateness`` later than it (so none is too late for a correlator
+    that allows that lateness).
+
+    Each event is ordered by its occurrence time plus a random delay below ``lateness``
+    (lines without a parsable ``occurred_at`` use their publish time): event A can only
+    follow B if ``occurred(A) + delay(A) > occurred(B) + delay(B)``, so B occurred less
+    than ``lateness`` after A. The scenario's own publish delays are replaced.
+    """
+    rng = random.Random(seed)
+    span_ms = lateness.total_seconds() * 1000 * 0.999  # strictly below the lateness
+    keyed = []
+    for n, event in enumerate(events):
+        at_ms: float = event.publish_at_ms
+        occurred = (event.document or {}).get("occurred_at")
+        if isinstance(occurred, str):
+            try:
+                at_ms = datetime.fromisoformat(occurred).timestamp() * 1000
+            except ValueError:
+                pass
+        keyed.append((at_ms + rng.random() * span_ms, n, event))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [event for _, _, event in keyed]
 
 
 def events_file_name(agency: str) -> str:
