@@ -11,7 +11,9 @@ consumer group (``<app_id>-ingest``), and pays every Kafka cost per batch:
 2. classify each (decode, validate); forward the accepted to ``incidents.accepted`` and
    the rejected to ``deadletters`` through the app's producer, route the batch into
    ``correlation.blocks`` messages and raise its border-zone alerts;
-3. flush the producer, then commit the batch's offsets.
+3. send everything the batch produced as one record batch per topic partition
+   (:class:`~streams.flows.outbox.Outbox`), wait for the acknowledgements, then commit
+   the batch's offsets.
 
 Nothing is committed before its outputs are acknowledged, so a crash re-reads the batch
 (at-least-once; every output has a deterministic id). A failed batch is retried from
@@ -28,10 +30,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.flows.correlate import Router, publish_alerts, publish_blocks, source_id
+from streams.flows.outbox import Outbox
 from xborder.codec import AvroCodec
 from xborder.deadletter import SOURCE_HEADER, DeadLetter
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
@@ -155,11 +158,23 @@ class IngestLoop:
             heartbeat_interval_ms=int(min(3.0, worker.session_timeout_s / 3) * 1000),
         )
 
+    def _producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            client_id=f"{self.settings.kafka.client_id}-ingest",
+            acks="all",
+            linger_ms=5,
+            max_batch_size=512 * 1024,  # well under the broker's 1 MB record-batch limit
+        )
+
     async def run(self) -> None:
         """Consume until cancelled (the worker stopping)."""
         consumer = self._consumer()
         consumer.subscribe(self.names.all_incidents, listener=_LogAssignments())
+        producer = self._producer()
+        await producer.start()
         await consumer.start()
+        outbox = Outbox(producer)
         wait_ms = int(self.settings.worker.batch_within_s * 1000)
         backoff = 0.5
         try:
@@ -170,8 +185,8 @@ class IngestLoop:
                 if not batch:
                     continue
                 try:
-                    await self.process(batch)
-                    await self.app.producer.flush()
+                    await self.process(batch, outbox)
+                    await outbox.flush()
                 except (KafkaError, OSError, ServiceUnavailableError) as exc:
                     logger.error(
                         "ingest batch failed (%s: %s); retrying it in %.1f s",
@@ -179,6 +194,7 @@ class IngestLoop:
                         exc,
                         backoff,
                     )
+                    outbox.discard()
                     for tp, messages in batch.items():
                         consumer.seek(tp, messages[0].offset)
                     await asyncio.sleep(backoff)
@@ -194,10 +210,11 @@ class IngestLoop:
                     logger.warning("ingest commit lost to a rebalance: %s", exc)
         finally:
             await consumer.stop()
+            await producer.stop()
 
-    async def process(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
-        """Classify, forward, dead-letter and route one batch; sends are not yet flushed."""
-        producer = self.app.producer
+    async def process(self, batch: Mapping[TopicPartition, Sequence[Any]], outbox: Outbox) -> None:
+        """Classify, forward, dead-letter and route one batch into ``outbox`` (not yet
+        flushed)."""
         names = self.names
         metrics = self.metrics
         accepted: list[tuple[str, str, dict[str, Any]]] = []
@@ -217,7 +234,7 @@ class IngestLoop:
                 if isinstance(outcome, Accepted):
                     metrics.accepted[tp.topic] += 1
                     accepted.append((source, outcome.record_name, outcome.decoded))
-                    await producer.send(
+                    await outbox.send(
                         names.accepted,
                         outcome.key,
                         outcome.value,
@@ -230,17 +247,15 @@ class IngestLoop:
                     logger.warning(
                         "%s rejected (%s): %s", outcome.position, outcome.reason, outcome.error
                     )
-                    await producer.send(
+                    await outbox.send(
                         names.dead_letters, outcome.key, outcome.value, None, None,
                         outcome.headers(),
                     )  # fmt: skip
         if self.router is not None and accepted:
             by_partition, progress, alerts = self.router.route(accepted)
             if progress:
-                await publish_blocks(
-                    producer, names, self.router.partitions, progress, by_partition
-                )
-            await publish_alerts(producer, self.codec, names, alerts)
+                await publish_blocks(outbox, names, self.router.partitions, progress, by_partition)
+            await publish_alerts(outbox, self.codec, names, alerts)
 
 
 def register(
