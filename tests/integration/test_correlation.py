@@ -107,10 +107,8 @@ def _run(
     return _outcome(settings)
 
 
-def test_links_and_cases_are_exactly_the_ground_truth(make_settings, scenario) -> None:
-    truth, documents = scenario
-    settings = make_settings()
-    _run(settings, documents)
+def _assert_ground_truth(settings: Settings, truth: Truth) -> None:
+    """ClickHouse holds exactly the true links and cases."""
     client = get_client(settings)
     try:
         links, cases = read_predictions(client)
@@ -118,6 +116,13 @@ def test_links_and_cases_are_exactly_the_ground_truth(make_settings, scenario) -
         client.close()
     assert links == set(truth.links)
     assert sorted(sorted(c) for c in cases) == sorted(sorted(c.incidents) for c in truth.cases)
+
+
+def test_links_and_cases_are_exactly_the_ground_truth(make_settings, scenario) -> None:
+    truth, documents = scenario
+    settings = make_settings()
+    _run(settings, documents)
+    _assert_ground_truth(settings, truth)
 
 
 def test_events_shuffled_within_the_allowed_lateness_give_the_same_truth(
@@ -126,13 +131,7 @@ def test_events_shuffled_within_the_allowed_lateness_give_the_same_truth(
     truth, documents = shuffled_scenario
     settings = make_settings()
     _run(settings, documents)
-    client = get_client(settings)
-    try:
-        links, cases = read_predictions(client)
-    finally:
-        client.close()
-    assert links == set(truth.links)
-    assert sorted(sorted(c) for c in cases) == sorted(sorted(c.incidents) for c in truth.cases)
+    _assert_ground_truth(settings, truth)
 
 
 def test_one_worker_and_two_workers_give_the_same_links_and_cases(make_settings, scenario) -> None:

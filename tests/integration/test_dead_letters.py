@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
+from tests.integration.kafka_read import consume_all
 from xborder.agencies import load_agencies
 from xborder.codec import SINGLE_OBJECT_HEADER_LEN, AvroCodec
 from xborder.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
@@ -62,24 +62,6 @@ def _build_messages(settings: Settings, rng: random.Random) -> list[tuple[bytes,
     return messages
 
 
-def _consume_all(settings: Settings, topic: str, expected: int, timeout_s: float) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2_000,
-    )
-    records: list = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            records.extend(consumer)
-    finally:
-        consumer.close()
-    return records
-
-
 def test_every_message_is_forwarded_or_dead_lettered_with_its_reason(
     make_settings, tmp_path: Path
 ) -> None:
@@ -103,8 +85,12 @@ def test_every_message_is_forwarded_or_dead_lettered_with_its_reason(
         pipeline.check_alive()  # the worker survived all of it
 
     valid_count = sum(1 for _, reason in messages if reason is None)
-    accepted = _consume_all(settings, topics.accepted, valid_count, timeout_s=60)
-    dead = _consume_all(settings, topics.dead_letters, TOTAL - valid_count, timeout_s=60)
+    accepted = consume_all(
+        settings.kafka.bootstrap_servers, topics.accepted, valid_count, timeout_s=60
+    )
+    dead = consume_all(
+        settings.kafka.bootstrap_servers, topics.dead_letters, TOTAL - valid_count, timeout_s=60
+    )
 
     assert len(accepted) == valid_count
     assert len(dead) == TOTAL - valid_count

@@ -4,35 +4,16 @@ the partition the producer's own partitioner picks, big batches split, discard d
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from kafka import KafkaConsumer
 
 from streams.flows.outbox import Outbox
+from tests.integration.kafka_read import consume_all
 from xborder.kafka_admin import ensure_topics
 
 pytestmark = pytest.mark.integration
-
-
-def _read(bootstrap: str, topic: str, expected: int) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2_000,
-    )
-    records: list = []
-    deadline = time.monotonic() + 30
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            records.extend(consumer)
-    finally:
-        consumer.close()
-    return records
 
 
 async def _send_through_outbox(
@@ -73,12 +54,12 @@ def test_outbox_delivers_each_message_once_where_the_producer_would(make_setting
     # 300 x 200-byte values overflow a 16 KiB batch: the outbox must split them
     reference = asyncio.run(_send_through_outbox(bootstrap, topic, other, twin))
 
-    records = _read(bootstrap, topic, 300)
+    records = consume_all(bootstrap, topic, 300)
     assert Counter(r.key for r in records) == Counter(reference.keys())  # each exactly once
     # murmur2 like the producer: each key lands where send() put its twin
     assert {r.key: r.partition for r in records} == reference
     assert all(dict(r.headers)["h"] == r.key[4:] for r in records)
     assert not any(r.key == b"dropped" for r in records)
-    explicit = _read(bootstrap, other, 10)
+    explicit = consume_all(bootstrap, other, 10)
     assert sorted(r.value for r in explicit) == sorted(f"explicit-{n}".encode() for n in range(10))
     assert {r.partition for r in explicit} == {2}
