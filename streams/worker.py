@@ -16,6 +16,7 @@ from streams.correlation.scoring import ScoringConfig
 from streams.flows import correlate, ingest
 from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.geo import jurisdictions_for
+from xborder.kafka_admin import ensure_topics, wait_for_partitions
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
 from xborder.validation import EventRules
@@ -70,6 +71,26 @@ def correlator_config(settings: Settings, agencies: AgenciesConfig) -> Correlato
     )
 
 
+def ensure_changelog_topics(settings: Settings, app: faust.App) -> list[str]:
+    """Create the tables' changelog topics before the worker joins its group.
+
+    Faust creates them itself at start-up, but its consumer then joins with a metadata
+    snapshot in which a topic created a moment ago can have 0 partitions; the first
+    table write then fails with ``PartitionsMismatch`` and the agent stops. Created
+    here, they are complete before Faust looks."""
+    expected = {
+        table.changelog_topic.get_topic_name(): table.partitions or settings.topics.partitions
+        for table in app.tables.values()
+    }
+    created = []
+    for name, partitions in expected.items():
+        created += ensure_topics(
+            settings, [name], partitions=partitions, configs={"cleanup.policy": "compact"}
+        )
+    wait_for_partitions(settings, expected)
+    return created
+
+
 def tune_gc(gen0_threshold: int) -> None:
     """Fewer collections for a process that allocates fast and keeps a large heap: the
     objects built at start-up move to the permanent generation, never scanned again."""
@@ -86,6 +107,7 @@ def run_worker(settings: Settings) -> None:
     ensure_project_topics(settings, names)
     mode.loop.use("uvloop")
     app = create_worker_app(settings)
+    ensure_changelog_topics(settings, app)
     tune_gc(settings.worker.gc_gen0_threshold)
     worker = faust.Worker(app, loglevel=settings.worker.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -51,11 +51,15 @@ def broker_accepts_requests(bootstrap_servers: str, timeout_ms: int = 2_000) -> 
 
 
 def ensure_topics(
-    settings: Settings, names: Iterable[str], partitions: int | None = None
+    settings: Settings,
+    names: Iterable[str],
+    partitions: int | None = None,
+    configs: dict[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created.
 
-    ``partitions`` overrides the configured partition count (one-partition topics).
+    ``partitions`` overrides the configured partition count (one-partition topics);
+    ``configs`` are topic configs such as ``{"cleanup.policy": "compact"}``.
     """
     admin = admin_client(settings.kafka.bootstrap_servers)
     try:
@@ -69,6 +73,7 @@ def ensure_topics(
                             name,
                             num_partitions=partitions or settings.topics.partitions,
                             replication_factor=settings.topics.replication_factor,
+                            topic_configs=dict(configs or {}),
                         )
                         for name in missing
                     ]
@@ -79,6 +84,30 @@ def ensure_topics(
         return missing
     finally:
         admin.close()
+
+
+def wait_for_partitions(
+    settings: Settings, expected: dict[str, int], timeout_s: float = 15.0
+) -> None:
+    """Block until the broker's metadata shows each topic with its expected partition
+    count (a topic just created can be missing or empty there for a moment)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        consumer = KafkaConsumer(  # a fresh client: fresh metadata
+            bootstrap_servers=settings.kafka.bootstrap_servers, client_id="xborder-metadata"
+        )
+        try:
+            seen = {n: len(consumer.partitions_for_topic(n) or ()) for n in expected}
+        finally:
+            consumer.close(autocommit=False)
+        if seen == expected:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceUnavailableError(
+                f"topics not complete in the broker's metadata after {timeout_s:.0f} s: "
+                f"expected partitions {expected}, seen {seen}"
+            )
+        time.sleep(0.2)
 
 
 def missing_topics(settings: Settings, names: Iterable[str]) -> list[str]:
