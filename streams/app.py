@@ -34,5 +34,5 @@ def build_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.worker.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_s / 3),
+        broker_heartbeat_interval=settings.worker.heartbeat_interval_s,
     )

@@ -151,6 +151,11 @@ class WorkerSettings(_Group):
     stages then scale apart, and ``xborder bench stages`` times correlation alone."""
 
     @property
+    def heartbeat_interval_s(self) -> float:
+        """Consumer heartbeat: a third of the session timeout, at most 3 s."""
+        return min(3.0, self.session_timeout_s / 3)
+
+    @property
     def ingest_group_id(self) -> str:
         """Consumer group of the ingest task (the Faust agents' group is ``app_id``)."""
         return f"{self.app_id}-ingest"

@@ -8,9 +8,9 @@ worker that reads the agency topics with aiokafka's batch API (``getmany``) in i
 consumer group (``<app_id>-ingest``), and pays every Kafka cost per batch:
 
 1. fetch up to ``batch_size`` messages (waiting at most ``batch_within_s``);
-2. classify each (decode, validate); forward the accepted to ``incidents.accepted`` and
-   the rejected to ``deadletters`` through the app's producer, route the batch into
-   ``correlation.blocks`` messages and raise its border-zone alerts;
+2. classify each (decode, validate); queue the accepted for ``incidents.accepted`` and
+   the rejected for ``deadletters``, route the batch into ``correlation.blocks``
+   messages and raise its border-zone alerts;
 3. send everything the batch produced as one record batch per topic partition
    (:class:`~streams.flows.outbox.Outbox`), wait for the acknowledgements, then commit
    the batch's offsets.
@@ -133,7 +133,6 @@ def _names(partitions: set[TopicPartition]) -> list[str]:
 class IngestLoop:
     """Reads the agency topics in batches and sends what each batch gives."""
 
-    app: faust.App
     settings: Settings
     names: Topics
     codec: AvroCodec
@@ -148,14 +147,14 @@ class IngestLoop:
         return AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
             client_id=f"{self.settings.kafka.client_id}-ingest",
-            group_id=self.settings.worker.ingest_group_id,
+            group_id=worker.ingest_group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=worker.batch_size,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             session_timeout_ms=int(worker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, worker.session_timeout_s / 3) * 1000),
+            heartbeat_interval_ms=int(worker.heartbeat_interval_s * 1000),
         )
 
     def _producer(self) -> AIOKafkaProducer:
@@ -267,7 +266,7 @@ def register(
     router: Router | None = None,
 ) -> IngestMetrics:
     """Attach the ingest task to ``app``; returns its counters."""
-    loop = IngestLoop(app, settings, names, codec, rules, router)
+    loop = IngestLoop(settings, names, codec, rules, router)
 
     @app.task
     async def ingest_incidents() -> None:
