@@ -132,14 +132,8 @@ def group_lag(bootstrap_servers: str, group_id: str, topics: Iterable[str]) -> i
         enable_auto_commit=False,
     )
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        ends = consumer.end_offsets(partitions) if partitions else {}
         lag = 0
-        for tp, end in ends.items():
+        for tp, end in _end_offsets(consumer, topics).items():
             committed = consumer.committed(tp)
             lag += max(0, end - (committed or 0))
         return lag
@@ -151,15 +145,22 @@ def topic_sizes(bootstrap_servers: str, topics: Iterable[str]) -> dict[str, int]
     """Messages written to each topic so far (sum of its partitions' end offsets)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="xborder-sizes")
     try:
-        sizes = {}
-        for topic in topics:
-            partitions = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            sizes[topic] = sum(consumer.end_offsets(partitions).values()) if partitions else 0
+        sizes = dict.fromkeys(topics, 0)
+        for tp, end in _end_offsets(consumer, sizes).items():
+            sizes[tp.topic] += end
         return sizes
     finally:
         consumer.close(autocommit=False)
+
+
+def _end_offsets(consumer: KafkaConsumer, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """End offset of every partition of ``topics`` (topics the cluster lacks have none)."""
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+    return dict(consumer.end_offsets(partitions)) if partitions else {}
 
 
 def wait_for_group(
