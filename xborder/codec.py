@@ -52,16 +52,7 @@ class AvroCodec:
         Raises InvalidRecordError when the value does not fit the schema.
         """
         schema = self.store.current(record_name)
-        out = io.BytesIO()
-        out.write(SINGLE_OBJECT_MAGIC)
-        out.write(schema.fingerprint)
-        try:
-            fastavro.schemaless_writer(out, schema.parsed, value)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise InvalidRecordError(
-                f"{schema.full_name}: value does not match the schema: {exc}", reason="invalid"
-            ) from exc
-        return out.getvalue()
+        return write_body(SINGLE_OBJECT_MAGIC + schema.fingerprint, schema, value)
 
     def decode(self, data: bytes) -> Decoded:
         """Decode one message; raises InvalidRecordError naming why it cannot be read."""
@@ -80,6 +71,22 @@ class AvroCodec:
         reader = self.store.current(writer.full_name)
         value = read_body(data, SINGLE_OBJECT_HEADER_LEN, writer, reader)
         return Decoded(record_name=writer.full_name, value=value, writer=writer)
+
+
+def write_body(header: bytes, schema: StoredSchema, value: dict[str, Any]) -> bytes:
+    """``header`` followed by ``value``'s Avro body written with ``schema``.
+
+    Raises InvalidRecordError (reason ``invalid``) when the value does not fit the schema.
+    """
+    out = io.BytesIO()
+    out.write(header)
+    try:
+        fastavro.schemaless_writer(out, schema.parsed, value)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InvalidRecordError(
+            f"{schema.full_name}: value does not match the schema: {exc}", reason="invalid"
+        ) from exc
+    return out.getvalue()
 
 
 def read_body(

@@ -14,7 +14,6 @@ are cached both ways for the life of the process; only a cache miss reaches the 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import struct
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from xborder.codec import read_body
+from xborder.codec import read_body, write_body
 from xborder.errors import ConfigurationError, InvalidRecordError, ServiceUnavailableError
 from xborder.schemas import SchemaStore, StoredSchema
 
@@ -63,15 +62,7 @@ def encode_confluent(schema_id: int, schema: StoredSchema, value: dict[str, Any]
 
     Raises InvalidRecordError (reason ``invalid``) when the value does not fit the schema.
     """
-    out = io.BytesIO()
-    out.write(CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id))
-    try:
-        fastavro.schemaless_writer(out, schema.parsed, value)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise InvalidRecordError(
-            f"{schema.full_name}: value does not match the schema: {exc}", reason="invalid"
-        ) from exc
-    return out.getvalue()
+    return write_body(CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id), schema, value)
 
 
 def confluent_schema_id(data: bytes) -> int:
