@@ -323,6 +323,17 @@ def register(
         blocks_state.forget({tp.partition for tp in revoked if tp.topic == names.blocks})
         links_state.forget({tp.partition for tp in revoked if tp.topic == names.links})
 
+    async def send_records(
+        topic: str, record_name: str, key_field: str, records: Sequence[dict[str, Any]]
+    ) -> list[Any]:
+        """Send each record Avro-encoded, keyed by its id field; the delivery futures."""
+        return [
+            await producer.send(
+                topic, r[key_field].encode(), codec.encode(record_name, r), None, None, None
+            )
+            for r in records
+        ]
+
     async def send_alerts(alerts: list[dict[str, Any]]) -> list[Any]:
         counters["alerts"] += len(alerts)
         return await publish_alerts(producer, codec, names, alerts)
@@ -356,18 +367,9 @@ def register(
             progress, items = decode_blocks(message.value)
             watermark = state.advance(progress, config.allowed_lateness_ms)
             outputs = state.engine.process(items, _or_none(watermark))
-            pending = []
-            for record in outputs.correlations:
-                pending.append(
-                    await producer.send(
-                        names.correlations,
-                        record["correlation_id"].encode(),
-                        codec.encode("Correlation", record),
-                        None,
-                        None,
-                        None,
-                    )
-                )
+            pending = await send_records(
+                names.correlations, "Correlation", "correlation_id", outputs.correlations
+            )
             views = {}
             for record in outputs.correlations:
                 for side in ("incident_a", "incident_b"):
@@ -413,19 +415,9 @@ def register(
             partition, upstream, records, views = decode_links(codec, message.value)
             watermark = state.advance({partition: upstream}, 0)
             outputs = state.engine.process(records, views, _or_none(watermark))
-            pending = []
             for index, case_event in enumerate(outputs.case_events):
                 case_event["sequence"] = message.offset * 1000 + index
-                pending.append(
-                    await producer.send(
-                        names.cases,
-                        case_event["case_id"].encode(),
-                        codec.encode("CaseEvent", case_event),
-                        None,
-                        None,
-                        None,
-                    )
-                )
+            pending = await send_records(names.cases, "CaseEvent", "case_id", outputs.case_events)
             pending.extend(await send_alerts(outputs.alerts))
             await asyncio.gather(*pending)  # durable before the batch is recorded as applied
             counters["case_events"] += len(outputs.case_events)
