@@ -14,6 +14,8 @@ class IngestMetrics:
     """Accepted messages per source topic."""
     dead_letters: Counter[str] = field(default_factory=Counter)
     """Rejected messages per reason (undecodable, unknown-schema, invalid, oversized)."""
+    batches: int = 0
+    """Ingest batches processed and committed."""
 
 
 @dataclass

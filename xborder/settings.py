@@ -128,11 +128,19 @@ class WorkerSettings(_Group):
     web_port: int = Field(default=16066, ge=1, le=65535)
     """Port of the worker's web server."""
     batch_size: int = Field(default=1000, ge=1)
-    """Events taken from the stream per batch."""
+    """Most events in one ingest batch."""
     session_timeout_s: float = Field(default=15.0, gt=0)
     """How long a silent worker keeps its partitions before the group reassigns them."""
-    batch_within_s: float = Field(default=0.2, gt=0)
-    """Longest wait to fill a batch."""
+    ingest_linger_s: float = Field(default=0.1, gt=0)
+    """Longest an ingest batch collects after its first event before it is processed: a
+    batch ends when it holds ``batch_size`` events or has lingered this long, so at any
+    arrival rate the Kafka costs are paid per batch and an event waits at most this long."""
+    stage_batch_size: int = Field(default=200, ge=1)
+    """Most messages the correlation and case stages take from their topic per batch."""
+    stage_linger_s: float = Field(default=0.1, gt=0)
+    """Longest the correlation and case stages wait to fill a batch before processing
+    what they have. Publish to link is bounded by ``ingest_linger_s`` plus this plus the
+    processing; to the case event, by this once more."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Worker log level."""
     gc_gen0_threshold: int = Field(default=50_000, ge=0)

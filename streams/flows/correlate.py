@@ -12,9 +12,18 @@ Every Kafka cost is paid once per batch, never once per event (PERFORMANCE.md):
 3. **build_cases** (agent on ``correlation.links``, one partition): folds links into
    cases (``cases``) and raises group alerts.
 
-State is event-sourced: each stage stores every batch message it applies in a Faust
-Table (one changelog record per batch, RocksDB locally), deletes it once it falls out
-of the window, and after a restart or rebalance replays the stored batches into a
+Both agents take their topic in **stage batches** (``stream.take_events``: up to
+``stage_batch_size`` messages, or what arrived within ``stage_linger_s``). Each message
+still goes through its engine on its own, in offset order, so the results do not depend
+on where a batch happens to end; the Kafka and state costs are paid per stage batch: one
+send per output record (joined into record batches by the producer), one links message,
+one table write per partition (a changelog record), then the acks. At a trickle a stage
+batch is one message; from a backlog it is hundreds. The latency a stage adds is bounded
+by its linger plus its processing.
+
+State is event-sourced: each stage stores the messages it applied in a Faust Table (one
+record per partition per stage batch, RocksDB locally), deletes them once they fall out
+of the window, and after a restart or rebalance replays the stored messages into a
 fresh engine before going on, so a restarted worker continues with the same results.
 """
 
@@ -22,19 +31,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
+import weakref
 import zlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
+import faust.streams as faust_streams
 import orjson
 
 from streams.correlation.blocking import blocking_keys
-from streams.correlation.engine import CaseStage, Correlator, CorrelatorConfig, Outputs
+from streams.correlation.engine import CaseStage, Correlator, CorrelatorConfig
 from streams.correlation.model import IncidentView, from_wire, to_wire, view_from_event
 from xborder.codec import AvroCodec
 from xborder.geo import Jurisdictions
@@ -44,6 +56,10 @@ logger = logging.getLogger(__name__)
 
 INCIDENT_VIEW_RECORDS = frozenset({"xborder.v1.IncidentReported", "xborder.v1.IncidentUpdated"})
 
+
+SEQUENCE_STRIDE = 1_000_000
+"""A case event's ``sequence`` is its links message's offset times this plus its index
+among that message's case events (a message carries a whole stage batch's links)."""
 
 NO_WATERMARK = -(2**62)
 """Passed to the engines while the watermark cannot move: they must not fall back to
@@ -104,9 +120,15 @@ def encode_blocks(progress: dict[str, int], items: list[list[Any]]) -> bytes:
 
 
 def decode_blocks(payload: bytes) -> tuple[dict[str, int], list[tuple[str, IncidentView]]]:
-    """Progress and (key, view) items of a blocks message; an incident sent under several
-    keys to one partition becomes one view object."""
-    message = orjson.loads(payload)
+    """Progress and (key, view) items of one blocks message."""
+    return _blocks_message(orjson.loads(payload))
+
+
+def _blocks_message(
+    message: dict[str, Any],
+) -> tuple[dict[str, int], list[tuple[str, IncidentView]]]:
+    """Progress and items of a parsed blocks message; an incident sent under several keys
+    to one partition becomes one view object."""
     views: dict[str, IncidentView] = {}
     items = []
     for key, wire in message["i"]:
@@ -117,38 +139,58 @@ def decode_blocks(payload: bytes) -> tuple[dict[str, int], list[tuple[str, Incid
     return message["s"], items
 
 
+def pack_applied(payloads: Sequence[bytes]) -> bytes:
+    """One table value for the messages a stage batch applied to one partition, in order:
+    the JSON payloads joined into one document without parsing them again."""
+    return b'{"b":[' + b",".join(payloads) + b"]}"
+
+
+def unpack_applied(value: bytes) -> list[dict[str, Any]]:
+    """The parsed messages of a table value (:func:`pack_applied`, or a single message as
+    stored before stage batches)."""
+    document = orjson.loads(value)
+    return document["b"] if "b" in document else [document]
+
+
 def encode_links(
     codec: AvroCodec,
-    partition: int,
-    watermark_ms: int | None,
-    outputs: Outputs,
-    views: dict[tuple[str, str], Any],
+    watermarks: Mapping[int, int | None],
+    correlations: Sequence[dict[str, Any]],
+    views: Sequence[list[Any]],
 ) -> bytes:
-    """A links message from one correlating partition: its watermark, the new
-    correlations (Avro, base64) and their incidents' views."""
+    """A links message from one correlation stage batch: each correlating partition's
+    watermark, the new correlations (Avro, base64) and their incidents' views."""
     return orjson.dumps(
         {
-            "p": partition,
-            "w": watermark_ms,
+            "w": {str(p): w for p, w in watermarks.items()},
             "correlations": [
-                base64.b64encode(codec.encode("Correlation", c)).decode()
-                for c in outputs.correlations
+                base64.b64encode(codec.encode("Correlation", c)).decode() for c in correlations
             ],
-            "views": list(views.values()),
+            "views": list(views),
         }
     )
 
 
 def decode_links(
     codec: AvroCodec, payload: bytes
-) -> tuple[int, int | None, list[dict[str, Any]], dict[tuple[str, str], IncidentView]]:
-    message = orjson.loads(payload)
+) -> tuple[dict[int, int | None], list[dict[str, Any]], dict[tuple[str, str], IncidentView]]:
+    """Watermarks by partition, correlations and views of one links message."""
+    return _links_message(codec, orjson.loads(payload))
+
+
+def _links_message(
+    codec: AvroCodec, message: dict[str, Any]
+) -> tuple[dict[int, int | None], list[dict[str, Any]], dict[tuple[str, str], IncidentView]]:
+    if "p" in message:  # one partition's message, as written before stage batches
+        watermarks = {int(message["p"]): message["w"]}
+    else:
+        watermarks = {int(p): w for p, w in message["w"].items()}
     records = [codec.decode(base64.b64decode(c)).value for c in message["correlations"]]
     views = {}
     for wire in message["views"]:
         view = from_wire(wire)
         views[(view.agency, view.incident_id)] = view
-    return message["p"], message["w"], records, views
+    return watermarks, records, views
 
 
 @dataclass
@@ -268,6 +310,31 @@ def store_options(write_buffer_mb: int, block_cache_mb: int) -> dict[str, int]:
     }
 
 
+async def stage_batches(
+    stream: faust.StreamT, size: int, linger_s: float
+) -> AsyncIterator[Sequence[faust.EventT]]:
+    """The stream's events in batches of up to ``size``, or what arrived within
+    ``linger_s``. Faust acknowledges a batch's events when the next one is asked for, so
+    their offsets are committed only after the batch was applied."""
+    async for events in cast(faust.Stream, stream).take_events(size, within=linger_s):
+        yield events
+
+
+@contextlib.contextmanager
+def writing_for(event: faust.EventT) -> Iterator[None]:
+    """Table writes inside belong to ``event``'s partition.
+
+    A Faust table sends a write to the changelog partition of the event being processed,
+    which its per-event iteration keeps in a context variable; a stage batch is applied
+    after its events were taken, so the variable is set here to the last event of the
+    partition whose state is written (faust-streaming has no public setter)."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
+
+
 def _or_none(watermark: int | None) -> int:
     return NO_WATERMARK if watermark is None else watermark
 
@@ -283,13 +350,27 @@ def register(
     config: CorrelatorConfig,
     partitions: int,
     store_options: Mapping[str, Any] | None = None,
+    stage_batch_size: int = 200,
+    stage_linger_s: float = 0.1,
 ) -> dict[str, int]:
     """Attach the correlate and case agents and their tables; returns live counters.
-    ``store_options`` go to each table's RocksDB store (see :func:`store_options`)."""
+    ``store_options`` go to each table's RocksDB store (see :func:`store_options`); each
+    agent takes up to ``stage_batch_size`` messages or what arrived in ``stage_linger_s``."""
     incident_sources = frozenset(
         source_id(topic, p) for topic in names.all_incidents for p in range(partitions)
     )
-    counters = {"correlations": 0, "case_events": 0, "alerts": 0, "too_late": 0, "replayed": 0}
+    counters = dict.fromkeys(
+        (
+            "correlations",
+            "case_events",
+            "alerts",
+            "too_late",
+            "replayed",
+            "blocks_batches",
+            "links_batches",
+        ),
+        0,
+    )
     producer = app.producer
     keep_ms = config.window_ms + config.allowed_lateness_ms
     blocks = app.topic(names.blocks, key_serializer="raw", value_serializer="raw")
@@ -347,51 +428,79 @@ def register(
         )
         prefix = f"{partition:05d}:".encode()
         for key in sorted(k for k in block_table.keys() if k.startswith(prefix)):
-            progress, items = decode_blocks(block_table[key])
-            watermark = state.advance(progress, config.allowed_lateness_ms)
-            state.engine.process(
-                items, _or_none(watermark)
-            )  # outputs were emitted before the restart
-            state.stored.append((key, _newest_ms(items)))
-            counters["replayed"] += 1
+            newest = 0
+            for message in unpack_applied(block_table[key]):
+                progress, items = _blocks_message(message)
+                watermark = state.advance(progress, config.allowed_lateness_ms)
+                # outputs were emitted before the restart
+                state.engine.process(items, _or_none(watermark))
+                newest = max(newest, _newest_ms(items))
+                counters["replayed"] += 1
+            state.stored.append((key, newest))
         logger.info(
             "correlation partition %s: rebuilt from %s stored batches", partition, len(state.stored)
         )
         return state
 
+    async def apply_blocks(events: Sequence[faust.EventT]) -> None:
+        """Correlate one stage batch of blocks messages (any partitions, offset order)."""
+        by_partition: dict[int, list[faust.EventT]] = {}
+        for event in events:
+            by_partition.setdefault(event.message.partition, []).append(event)
+        correlations: list[dict[str, Any]] = []
+        alerts: list[dict[str, Any]] = []
+        views: dict[tuple[str, str], list[Any]] = {}
+        watermarks: dict[int, int | None] = {}
+        applied = []
+        too_late = 0
+        for partition, batch in by_partition.items():
+            state = correlator_for(partition)
+            newest = 0
+            watermark = None
+            for event in batch:
+                if event.message.value is None:
+                    continue  # an empty message has nothing to apply
+                progress, items = decode_blocks(event.message.value)
+                watermark = state.advance(progress, config.allowed_lateness_ms)
+                outputs = state.engine.process(items, _or_none(watermark))
+                for record in outputs.correlations:
+                    for side in ("incident_a", "incident_b"):
+                        ref = (record[side]["agency"], record[side]["incident_id"])
+                        current = state.engine.index.current(ref)
+                        if current is not None:
+                            views[ref] = to_wire(current)
+                correlations.extend(outputs.correlations)
+                alerts.extend(outputs.alerts)
+                too_late += outputs.too_late
+                newest = max(newest, _newest_ms(items))
+            # every stage batch sends the case stage each partition's watermark, with or
+            # without new correlations, so its eviction never waits on a quiet partition
+            watermarks[partition] = watermark
+            applied.append((partition, batch, newest, watermark))
+        pending = await send_records(
+            names.correlations, "Correlation", "correlation_id", correlations
+        )
+        links_payload = encode_links(codec, watermarks, correlations, list(views.values()))
+        pending.append(await producer.send(names.links, None, links_payload, 0, None, None))
+        pending.extend(await send_alerts(alerts))
+        # Outputs must be durable before the batch is recorded as applied: a crash in
+        # between then replays the batch and re-emits (same ids), never loses them.
+        await asyncio.gather(*pending)
+        counters["correlations"] += len(correlations)
+        counters["too_late"] += too_late
+        counters["blocks_batches"] += 1
+        for partition, batch, newest, watermark in applied:
+            key = _Replayable.key(partition, batch[-1].message.offset)
+            with writing_for(batch[-1]):
+                block_table[key] = pack_applied(_values(batch))
+                blocks_state.states[partition].stored.append((key, newest))
+                if watermark is not None:
+                    blocks_state.evict(partition, watermark)
+
     @app.agent(blocks, name="correlate_blocks")
     async def correlate_blocks(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            state = correlator_for(message.partition)
-            progress, items = decode_blocks(message.value)
-            watermark = state.advance(progress, config.allowed_lateness_ms)
-            outputs = state.engine.process(items, _or_none(watermark))
-            pending = await send_records(
-                names.correlations, "Correlation", "correlation_id", outputs.correlations
-            )
-            views = {}
-            for record in outputs.correlations:
-                for side in ("incident_a", "incident_b"):
-                    ref = (record[side]["agency"], record[side]["incident_id"])
-                    current = state.engine.index.current(ref)
-                    if current is not None:
-                        views[ref] = to_wire(current)
-            # one links message per blocks message, so the case stage always knows this
-            # partition's watermark, with or without new correlations
-            links_payload = encode_links(codec, message.partition, watermark, outputs, views)
-            pending.append(await producer.send(names.links, None, links_payload, 0, None, None))
-            pending.extend(await send_alerts(outputs.alerts))
-            # Outputs must be durable before the batch is recorded as applied: a crash in
-            # between then replays the batch and re-emits (same ids), never loses them.
-            await asyncio.gather(*pending)
-            counters["correlations"] += len(outputs.correlations)
-            counters["too_late"] += outputs.too_late
-            key = _Replayable.key(message.partition, message.offset)
-            block_table[key] = message.value
-            state.stored.append((key, _newest_ms(items)))
-            if watermark is not None:
-                blocks_state.evict(message.partition, watermark)
+        async for events in stage_batches(stream, stage_batch_size, stage_linger_s):
+            await apply_blocks(events)
 
     def cases_state() -> _PartitionState:
         state = links_state.states.get(0)
@@ -401,33 +510,61 @@ def register(
             CaseStage(config), expected=frozenset(range(partitions))
         )
         for key in sorted(link_table.keys()):
-            partition, watermark, records, views = decode_links(codec, link_table[key])
-            state.engine.process(records, views, _or_none(state.advance({partition: watermark}, 0)))
-            state.stored.append((key, max(_newest_link_ms(records), watermark or 0)))
-            counters["replayed"] += 1
+            newest = 0
+            for message in unpack_applied(link_table[key]):
+                upstream, records, views = _links_message(codec, message)
+                watermark = state.advance(upstream, 0)
+                state.engine.process(records, views, _or_none(watermark))
+                newest = max(newest, _newest_link_ms(records), *_known(upstream))
+                counters["replayed"] += 1
+            state.stored.append((key, newest))
         return state
 
-    @app.agent(links, name="build_cases")
-    async def build_cases(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+    async def apply_links(events: Sequence[faust.EventT]) -> None:
+        """Fold one stage batch of links messages into cases (offset order)."""
+        state = cases_state()
+        case_events: list[dict[str, Any]] = []
+        alerts: list[dict[str, Any]] = []
+        newest = 0
+        watermark = None
+        for event in events:
             message = event.message
-            state = cases_state()
-            partition, upstream, records, views = decode_links(codec, message.value)
-            watermark = state.advance({partition: upstream}, 0)
+            if message.value is None:
+                continue  # an empty message has nothing to apply
+            upstream, records, views = decode_links(codec, message.value)
+            watermark = state.advance(upstream, 0)
             outputs = state.engine.process(records, views, _or_none(watermark))
             for index, case_event in enumerate(outputs.case_events):
-                case_event["sequence"] = message.offset * 1000 + index
-            pending = await send_records(names.cases, "CaseEvent", "case_id", outputs.case_events)
-            pending.extend(await send_alerts(outputs.alerts))
-            await asyncio.gather(*pending)  # durable before the batch is recorded as applied
-            counters["case_events"] += len(outputs.case_events)
-            key = _Replayable.key(0, message.offset)
-            link_table[key] = message.value
-            state.stored.append((key, max(_newest_link_ms(records), upstream or 0)))
+                case_event["sequence"] = message.offset * SEQUENCE_STRIDE + index
+            case_events.extend(outputs.case_events)
+            alerts.extend(outputs.alerts)
+            newest = max(newest, _newest_link_ms(records), *_known(upstream))
+        pending = await send_records(names.cases, "CaseEvent", "case_id", case_events)
+        pending.extend(await send_alerts(alerts))
+        await asyncio.gather(*pending)  # durable before the batch is recorded as applied
+        counters["case_events"] += len(case_events)
+        counters["links_batches"] += 1
+        key = _Replayable.key(0, events[-1].message.offset)
+        with writing_for(events[-1]):
+            link_table[key] = pack_applied(_values(events))
+            state.stored.append((key, newest))
             if watermark is not None:
                 links_state.evict(0, watermark)
 
+    @app.agent(links, name="build_cases")
+    async def build_cases(stream: faust.StreamT) -> None:
+        async for events in stage_batches(stream, stage_batch_size, stage_linger_s):
+            await apply_links(events)
+
     return counters
+
+
+def _values(events: Sequence[faust.EventT]) -> list[bytes]:
+    return [e.message.value for e in events if e.message.value is not None]
+
+
+def _known(watermarks: Mapping[int, int | None]) -> list[int]:
+    return [w for w in watermarks.values() if w is not None]
 
 
 def _newest_link_ms(records: Sequence[dict[str, Any]]) -> int:

@@ -7,7 +7,10 @@ validating and routing an event together. Ingest therefore runs as a task of the
 worker that reads the agency topics with aiokafka's batch API (``getmany``) in its own
 consumer group (``<app_id>-ingest``), and pays every Kafka cost per batch:
 
-1. fetch up to ``batch_size`` messages (waiting at most ``batch_within_s``);
+1. collect fetches into one batch until it holds ``batch_size`` messages or
+   ``ingest_linger_s`` has passed since its first message (:func:`collect_batch`), so a
+   trickle of events makes batches as few and as large as a backlog does, and no event
+   waits longer than the linger;
 2. classify each (decode, validate); queue the accepted for ``incidents.accepted`` and
    the rejected for ``deadletters``, route the batch into ``correlation.blocks``
    messages and raise its border-zone alerts;
@@ -113,6 +116,42 @@ def classify(
 
 
 MAX_RETRY_BACKOFF_S = 30.0
+IDLE_POLL_S = 1.0
+"""How long one fetch waits while no batch has started (an idle worker's wake-up rate)."""
+
+
+async def collect_batch(
+    consumer: AIOKafkaConsumer, max_records: int, linger_s: float
+) -> dict[TopicPartition, list[Any]]:
+    """The next ingest batch: fetches joined until ``max_records`` messages or until
+    ``linger_s`` after the first message arrived, whichever comes first.
+
+    aiokafka returns a fetch as soon as any message is there, so at a steady trickle
+    each fetch holds a handful of events; joining them is what makes the per-batch
+    costs (a produce request per topic partition, a blocks message per correlation
+    partition, a commit) independent of the arrival rate."""
+    loop = asyncio.get_running_loop()
+    batch: dict[TopicPartition, list[Any]] = {}
+    count = 0
+    deadline: float | None = None
+    while count < max_records:
+        if deadline is None:
+            wait_s = IDLE_POLL_S
+        else:
+            wait_s = deadline - loop.time()
+            if wait_s <= 0:
+                break
+        fetched = await consumer.getmany(
+            timeout_ms=max(1, int(wait_s * 1000)), max_records=max_records - count
+        )
+        for tp, messages in fetched.items():
+            batch.setdefault(tp, []).extend(messages)
+            count += len(messages)
+        if count and deadline is None:
+            deadline = loop.time() + linger_s
+    return batch
+
+
 ASSIGNED_LOG = "ingest partitions assigned"
 """Logged on every assignment of the ingest group: ``Pipeline.wait_until_settled`` counts it."""
 
@@ -174,15 +213,11 @@ class IngestLoop:
         await producer.start()
         await consumer.start()
         outbox = Outbox(producer)
-        wait_ms = int(self.settings.worker.batch_within_s * 1000)
+        worker = self.settings.worker
         backoff = 0.5
         try:
             while True:
-                batch = await consumer.getmany(
-                    timeout_ms=wait_ms, max_records=self.settings.worker.batch_size
-                )
-                if not batch:
-                    continue
+                batch = await collect_batch(consumer, worker.batch_size, worker.ingest_linger_s)
                 try:
                     await self.process(batch, outbox)
                     await outbox.flush()
@@ -194,12 +229,15 @@ class IngestLoop:
                         backoff,
                     )
                     outbox.discard()
+                    assigned = consumer.assignment()
                     for tp, messages in batch.items():
-                        consumer.seek(tp, messages[0].offset)
+                        if tp in assigned:  # a revoked partition's new owner re-reads it
+                            consumer.seek(tp, messages[0].offset)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
                     continue
                 backoff = 0.5
+                self.metrics.batches += 1
                 offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items()}
                 try:
                     await consumer.commit(offsets)

@@ -241,7 +241,9 @@ def run_stages(settings: Settings, params: StageParams, out_dir: Path) -> dict[s
         "parameters": {**asdict(params), "scenario": config.as_json()},
         "worker_settings": {
             "batch_size": settings.worker.batch_size,
-            "batch_within_s": settings.worker.batch_within_s,
+            "ingest_linger_s": settings.worker.ingest_linger_s,
+            "stage_batch_size": settings.worker.stage_batch_size,
+            "stage_linger_s": settings.worker.stage_linger_s,
             "event_loop": "uvloop",
             "commit_interval_s": 1.0,
             "producer_linger_ms": 5,
