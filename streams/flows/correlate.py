@@ -139,10 +139,37 @@ def _blocks_message(
     return message["s"], items
 
 
+MAX_PACKED_BYTES = 512 * 1024
+"""Largest table value or links message the stages write; the broker refuses records
+over 1 MB by default, and a stage batch from a backlog holds several MB."""
+
+
 def pack_applied(payloads: Sequence[bytes]) -> bytes:
-    """One table value for the messages a stage batch applied to one partition, in order:
+    """One table value for messages a stage batch applied to one partition, in order:
     the JSON payloads joined into one document without parsing them again."""
     return b'{"b":[' + b",".join(payloads) + b"]}"
+
+
+def chunk_applied(
+    events: Sequence[faust.EventT], max_bytes: int = MAX_PACKED_BYTES
+) -> list[tuple[faust.EventT, bytes]]:
+    """The messages of ``events`` packed into table values of at most ``max_bytes`` (a
+    single larger message stays alone), each with the last event it holds."""
+    chunks: list[tuple[faust.EventT, bytes]] = []
+    values: list[bytes] = []
+    size = 0
+    for n, event in enumerate(events):
+        value = event.message.value
+        if value is None:
+            continue  # an empty message has nothing to replay
+        if values and size + len(value) > max_bytes:
+            chunks.append((events[n - 1], pack_applied(values)))
+            values, size = [], 0
+        values.append(value)
+        size += len(value) + 1
+    if values:
+        chunks.append((events[-1], pack_applied(values)))
+    return chunks
 
 
 def unpack_applied(value: bytes) -> list[dict[str, Any]]:
@@ -156,19 +183,38 @@ def encode_links(
     codec: AvroCodec,
     watermarks: Mapping[int, int | None],
     correlations: Sequence[dict[str, Any]],
-    views: Sequence[list[Any]],
-) -> bytes:
-    """A links message from one correlation stage batch: each correlating partition's
-    watermark, the new correlations (Avro, base64) and their incidents' views."""
-    return orjson.dumps(
-        {
-            "w": {str(p): w for p, w in watermarks.items()},
-            "correlations": [
-                base64.b64encode(codec.encode("Correlation", c)).decode() for c in correlations
-            ],
-            "views": list(views),
-        }
-    )
+    views: Mapping[tuple[str, str], list[Any]],
+    max_bytes: int = MAX_PACKED_BYTES,
+) -> list[bytes]:
+    """The links messages of one correlation stage batch: the new correlations (Avro,
+    base64) with their incidents' views, split so that each message stays under
+    ``max_bytes``; the last one carries each correlating partition's watermark."""
+    encoded = [base64.b64encode(codec.encode("Correlation", c)).decode() for c in correlations]
+    pieces: list[tuple[list[str], dict[tuple[str, str], list[Any]]]] = [([], {})]
+    size = 0
+    for record, text in zip(correlations, encoded, strict=True):
+        refs = [
+            (record[s]["agency"], record[s]["incident_id"]) for s in ("incident_a", "incident_b")
+        ]
+        wires = {ref: views[ref] for ref in refs if ref in views}
+        grows = len(text) + len(orjson.dumps(list(wires.values())))
+        if pieces[-1][0] and size + grows > max_bytes:
+            pieces.append(([], {}))
+            size = 0
+        pieces[-1][0].append(text)
+        pieces[-1][1].update(wires)
+        size += grows
+    last = len(pieces) - 1
+    return [
+        orjson.dumps(
+            {
+                "w": {str(p): w for p, w in watermarks.items()} if n == last else {},
+                "correlations": texts,
+                "views": list(wires.values()),
+            }
+        )
+        for n, (texts, wires) in enumerate(pieces)
+    ]
 
 
 def decode_links(
@@ -476,12 +522,12 @@ def register(
             # every stage batch sends the case stage each partition's watermark, with or
             # without new correlations, so its eviction never waits on a quiet partition
             watermarks[partition] = watermark
-            applied.append((partition, batch, newest, watermark))
+            applied.append((partition, state, batch, newest, watermark))
         pending = await send_records(
             names.correlations, "Correlation", "correlation_id", correlations
         )
-        links_payload = encode_links(codec, watermarks, correlations, list(views.values()))
-        pending.append(await producer.send(names.links, None, links_payload, 0, None, None))
+        for links_payload in encode_links(codec, watermarks, correlations, views):
+            pending.append(await producer.send(names.links, None, links_payload, 0, None, None))
         pending.extend(await send_alerts(alerts))
         # Outputs must be durable before the batch is recorded as applied: a crash in
         # between then replays the batch and re-emits (same ids), never loses them.
@@ -489,12 +535,18 @@ def register(
         counters["correlations"] += len(correlations)
         counters["too_late"] += too_late
         counters["blocks_batches"] += 1
-        for partition, batch, newest, watermark in applied:
-            key = _Replayable.key(partition, batch[-1].message.offset)
-            with writing_for(batch[-1]):
-                block_table[key] = pack_applied(_values(batch))
-                blocks_state.states[partition].stored.append((key, newest))
-                if watermark is not None:
+        for partition, state, batch, newest, watermark in applied:
+            if blocks_state.states.get(partition) is not state:
+                # revoked while the outputs were being sent: the batch is not recorded
+                # (nor acknowledged), so the partition's next owner applies it again
+                continue
+            for last, packed in chunk_applied(batch):
+                key = _Replayable.key(partition, last.message.offset)
+                with writing_for(last):
+                    block_table[key] = packed
+                state.stored.append((key, newest))
+            if watermark is not None:
+                with writing_for(batch[-1]):
                     blocks_state.evict(partition, watermark)
 
     @app.agent(blocks, name="correlate_blocks")
@@ -544,11 +596,15 @@ def register(
         await asyncio.gather(*pending)  # durable before the batch is recorded as applied
         counters["case_events"] += len(case_events)
         counters["links_batches"] += 1
-        key = _Replayable.key(0, events[-1].message.offset)
-        with writing_for(events[-1]):
-            link_table[key] = pack_applied(_values(events))
+        if links_state.states.get(0) is not state:
+            return  # revoked meanwhile: the next owner applies the batch again
+        for last, packed in chunk_applied(events):
+            key = _Replayable.key(0, last.message.offset)
+            with writing_for(last):
+                link_table[key] = packed
             state.stored.append((key, newest))
-            if watermark is not None:
+        if watermark is not None:
+            with writing_for(events[-1]):
                 links_state.evict(0, watermark)
 
     @app.agent(links, name="build_cases")
@@ -557,10 +613,6 @@ def register(
             await apply_links(events)
 
     return counters
-
-
-def _values(events: Sequence[faust.EventT]) -> list[bytes]:
-    return [e.message.value for e in events if e.message.value is not None]
 
 
 def _known(watermarks: Mapping[int, int | None]) -> list[int]:
