@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xborder.settings import Settings
+
 
 def rss_mb(pid: int) -> float | None:
     """Resident set size of ``pid`` in MiB (from /proc), or None if it is gone."""
@@ -19,6 +21,58 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time ``pid`` has used so far, in seconds, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces: count fields after its closing parenthesis
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds that named processes spend between :meth:`start` and :meth:`stop`.
+
+    CPU time per unit of work is the figure that holds on a shared, noisy machine where
+    wall-clock rates do not."""
+
+    pids: dict[str, int]
+    _start: dict[str, float] = field(default_factory=dict)
+    used: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self._start = {n: c for n, p in self.pids.items() if (c := cpu_seconds(p)) is not None}
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds per process since :meth:`start` (also kept in :attr:`used`)."""
+        for name, pid in self.pids.items():
+            now = cpu_seconds(pid)
+            if now is not None and name in self._start:
+                self.used[name] = now - self._start[name]
+        return self.used
+
+    def per_thousand(self, events: int) -> dict[str, float]:
+        """CPU seconds per 1,000 events for each process and ``total``."""
+        if not events:
+            return {}
+        out = {name: round(s * 1000 / events, 4) for name, s in sorted(self.used.items())}
+        out["total"] = round(sum(self.used.values()) * 1000 / events, 4)
+        return out
+
+
+def broker_pid(settings: Settings) -> int | None:
+    """Process id of the local broker of ``settings`` (``xborder kafka up``), if it runs."""
+    from xborder.local_kafka import LocalKafka
+
+    return LocalKafka(settings.local_kafka, settings.kafka_data_dir).status().pid
 
 
 def machine() -> dict[str, object]:

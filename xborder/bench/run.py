@@ -35,7 +35,7 @@ from tqdm import tqdm
 from xborder.agencies import load_agencies
 from xborder.bench import chart
 from xborder.bench.kafka_io import Collector, Message, publish, raw_floor
-from xborder.bench.probes import MemorySampler, machine
+from xborder.bench.probes import CpuMeter, MemorySampler, broker_pid, machine
 from xborder.clickhouse import get_client
 from xborder.errors import ServiceUnavailableError
 from xborder.geo import jurisdictions_for
@@ -93,6 +93,7 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
             f"no Kafka broker answers at {settings.kafka.bootstrap_servers}; start one with "
             "'xborder kafka up' (or set XBORDER_KAFKA__BOOTSTRAP_SERVERS)"
         )
+    broker = broker_pid(settings)  # before data_dir moves to the run's own directory
     run = uuid.uuid4().hex[:8]
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = settings.with_overrides(
@@ -147,7 +148,9 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
         pipeline.wait_until_settled()  # no rebalance while the load arrives
         sampler = MemorySampler(pipeline.pids())
         sampler.start()
+        cpu = CpuMeter({**pipeline.pids(), **({"broker": broker} if broker else {})})
         # 2. throughput
+        cpu.start()
         started = time.monotonic()
         with tqdm(total=len(messages), desc="publishing", unit="ev", file=sys.stderr) as bar:
             publish(bootstrap, messages, progress=lambda n: bar.update(n - bar.n))
@@ -170,6 +173,7 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
             time.sleep(0.5)
         pipeline.wait_until_drained(topics, timeout_s=params.timeout_s)
         end_to_end_s = time.monotonic() - started
+        cpu.stop()
         say(f"end to end: {len(messages)} events in {end_to_end_s:.1f} s")
         # 3. raw floor on the same broker and topics
         floor = raw_floor(
@@ -206,6 +210,7 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
         "end_to_end_events_per_s": round(len(messages) / end_to_end_s),
         "end_to_end_ratio_to_floor": round(len(messages) / end_to_end_s / floor, 3),
         "sink_rows_per_s": round(rows / end_to_end_s),
+        "cpu_seconds_per_1000_events": cpu.per_thousand(len(messages)),
         "latency_ms": {
             "offered_events_per_s": params.latency_rate,
             "alerts_measured": len(latency_ms),
