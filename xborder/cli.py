@@ -180,6 +180,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from xborder.bench.stages import main as stages_main
 
         return stages_main(settings, args.rest)
+    if args.what == "latency":
+        from xborder.bench.latency import main as latency_main
+
+        return latency_main(settings, args.rest)
     if args.what == "geo":
         from xborder import geo_bench
 
@@ -307,9 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="benchmarks that print figures: the whole pipeline, the worker's stages, "
-        "the codec, geo lookups",
+        "latency under sustained load, the codec, geo lookups",
     )
-    bench.add_argument("what", choices=["pipeline", "stages", "codec", "geo"])
+    bench.add_argument("what", choices=["pipeline", "stages", "latency", "codec", "geo"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
     bench.set_defaults(handler=cmd_bench)
 

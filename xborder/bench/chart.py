@@ -73,6 +73,84 @@ def _histogram(title: str, values: Sequence[float], unit: str, bins: int = 30) -
     return f"<h3>{html.escape(title)}</h3>" + "".join(parts)
 
 
+def line_chart(title: str, series: dict[str, Sequence[tuple[float, float]]], unit: str) -> str:
+    """An SVG line chart of named (x seconds, y) series, under an ``<h3>`` title."""
+    return _line_chart(title, series, unit)
+
+
+def bar_chart(title: str, groups: dict[str, dict[str, float]], unit: str) -> str:
+    """An SVG grouped bar chart: one group per key of ``groups``, one bar per inner key
+    (the same inner keys, in the same colours, in every group), values labelled."""
+    names = list(dict.fromkeys(name for bars in groups.values() for name in bars))
+    values = [v for bars in groups.values() for v in bars.values() if v == v]  # not NaN
+    if not groups or not values:
+        return f"<h3>{html.escape(title)}</h3><p>no data</p>"
+    top = max(values) or 1.0
+    slot = (WIDTH - PAD - 10) / len(groups)
+    bar = slot * 0.8 / max(1, len(names))
+    parts = [
+        f'<svg width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{html.escape(title)}">',
+        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - 10}" y2="{HEIGHT - PAD}" '
+        'stroke="#888"/>',
+        f'<text x="2" y="18" font-size="11">{top:,.0f} {html.escape(unit)}</text>',
+    ]
+    for g, (group, bars) in enumerate(groups.items()):
+        left = PAD + g * slot + slot * 0.1
+        for n, name in enumerate(names):
+            value = bars.get(name)
+            if value is None or value != value:
+                continue
+            h = value / top * (HEIGHT - PAD - 30)
+            x = left + n * bar
+            parts.append(
+                f'<rect x="{x:.1f}" y="{HEIGHT - PAD - h:.1f}" width="{bar - 1:.1f}" '
+                f'height="{h:.1f}" fill="{COLOURS[n % len(COLOURS)]}"/>'
+                f'<text x="{x:.1f}" y="{HEIGHT - PAD - h - 2:.1f}" font-size="9">'
+                f"{value:,.0f}</text>"
+            )
+        parts.append(
+            f'<text x="{left:.1f}" y="{HEIGHT - PAD + 14}" font-size="11">'
+            f"{html.escape(group)}</text>"
+        )
+    for n, name in enumerate(names):
+        parts.append(
+            f'<text x="{WIDTH - 60}" y="{20 + 14 * n}" font-size="11" '
+            f'fill="{COLOURS[n % len(COLOURS)]}">{html.escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return f"<h3>{html.escape(title)}</h3>" + "".join(parts)
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """An HTML table (cells escaped; None shows as a dash)."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape('-' if v is None else str(v))}</td>" for v in row)
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        "<table style='border-collapse:collapse;font-size:12px' border='1' cellpadding='3'>"
+        f"<tr>{head}</tr>{body}</table>"
+    )
+
+
+def page(title: str, sections: Sequence[str], report: dict[str, Any]) -> str:
+    """A whole HTML page: the title, the sections (HTML), then the report as JSON."""
+    return "\n".join(
+        [
+            f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+            "<body style='font-family:sans-serif;max-width:900px;margin:auto'>",
+            f"<h1>{html.escape(title)}</h1>",
+            *sections,
+            "<h3>Report</h3><pre>",
+            html.escape(json.dumps(report, indent=2)),
+            "</pre></body>",
+        ]
+    )
+
+
 def render(report: dict[str, Any], series: dict[str, Any]) -> str:
     """The HTML page: throughput over time, latency histogram, memory over time, the JSON."""
     body = [
