@@ -116,6 +116,8 @@ def classify(
 
 
 MAX_RETRY_BACKOFF_S = 30.0
+COMPRESSION = "lz4"
+"""Codec of every record batch the worker produces (aiokafka needs cramjam for it)."""
 IDLE_POLL_S = 1.0
 """How long one fetch waits while no batch has started (an idle worker's wake-up rate)."""
 
@@ -203,6 +205,9 @@ class IngestLoop:
             acks="all",
             linger_ms=5,
             max_batch_size=512 * 1024,  # well under the broker's 1 MB record-batch limit
+            # the routed views are JSON that lz4 shrinks several times: fewer bytes for
+            # the broker to take, store and serve, at a small cost here
+            compression_type=COMPRESSION,
         )
 
     async def run(self) -> None:

@@ -36,7 +36,7 @@ from streams.flows.correlate import Router, encode_blocks, source_id
 from streams.worker import correlator_config
 from xborder.agencies import load_agencies
 from xborder.bench.kafka_io import Message, publish
-from xborder.bench.probes import MemorySampler, machine
+from xborder.bench.probes import CpuMeter, MemorySampler, broker_pid, machine
 from xborder.errors import ServiceUnavailableError
 from xborder.geo import jurisdictions_for
 from xborder.kafka_admin import broker_accepts_requests, group_lag, topic_sizes
@@ -172,6 +172,7 @@ def run_stage(
     timeout_s: float,
 ) -> dict[str, Any]:
     """One stage with ``workers`` workers on fresh topics; its figures."""
+    broker = broker_pid(settings)
     run_settings = _fresh(settings, out_dir, ingest=stage == "worker")
     agencies = load_agencies(run_settings.agencies_config)
     topics = Topics.from_settings(run_settings, agencies)
@@ -188,10 +189,13 @@ def run_stage(
         pipeline.wait_until_settled()
         sampler = MemorySampler(pipeline.pids())
         sampler.start()
+        cpu = CpuMeter({**pipeline.pids(), **({"broker": broker} if broker else {})})
+        cpu.start()
         label = f"{stage} x{workers}"
         seconds, series = _drain(
             pipeline, run_settings, topics, messages, len(incidents), timeout_s, label
         )
+        cpu.stop()
         sampler.stop()
     sizes = topic_sizes(
         run_settings.kafka.bootstrap_servers, [topics.correlations, topics.cases, topics.blocks]
@@ -206,6 +210,7 @@ def run_stage(
         "correlations": sizes[topics.correlations],
         "case_events": sizes[topics.cases],
         "blocks_messages": sizes[topics.blocks],
+        "cpu_seconds_per_1000_events": cpu.per_thousand(len(incidents)),
         "memory": sampler.summary(),
         "series": series,
     }
@@ -232,7 +237,8 @@ def run_stages(settings: Settings, params: StageParams, out_dir: Path) -> dict[s
             print(
                 f"{stage:>11} x{workers}: {result['events_per_s']:>7,} events/s "
                 f"({result['seconds']} s; {result['correlations']} correlations, "
-                f"{result['case_events']} case events)",
+                f"{result['case_events']} case events); CPU s per 1,000 events: "
+                + ", ".join(f"{k} {v}" for k, v in result["cpu_seconds_per_1000_events"].items()),
                 flush=True,
             )
             runs.append(result)
