@@ -31,6 +31,7 @@ def build_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger_ms=5,
         producer_compression_type="lz4",  # changelogs and links are JSON: several times smaller
+        table_standby_replicas=settings.worker.standby_replicas,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         broker_commit_interval=1.0,

@@ -154,6 +154,10 @@ class WorkerSettings(_Group):
     store_block_cache_mb: int = Field(default=16, ge=1)
     """RocksDB block cache of each table partition (Faust's default is 2 GiB); the
     correlator reads its tables only to rebuild after a restart or rebalance."""
+    standby_replicas: int = Field(default=0, ge=0)
+    """Standby copies of each table partition kept by other workers. A standby makes a
+    failover faster, but every worker then reads and stores the changelogs of the
+    partitions it does not own, all the time (Faust's default is 1)."""
     ingest: bool = True
     """Run the ingest task. Off, the worker only correlates already-routed blocks: the
     stages then scale apart, and ``xborder bench stages`` times correlation alone."""

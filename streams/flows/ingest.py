@@ -116,6 +116,8 @@ def classify(
 
 
 MAX_RETRY_BACKOFF_S = 30.0
+FETCH_MIN_BYTES = 256 * 1024
+"""Bytes a fetch waits for (up to half the linger) before the broker answers it."""
 COMPRESSION = "lz4"
 """Codec of every record batch the worker produces (aiokafka needs cramjam for it)."""
 IDLE_POLL_S = 1.0
@@ -194,6 +196,11 @@ class IngestLoop:
             max_poll_records=worker.batch_size,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            # At a trickle, a fetch that returns as soon as one message is there makes a
+            # request (and a response to parse) per few messages, on both sides. The broker
+            # holds each fetch until a batch's worth of bytes or half the linger instead.
+            fetch_min_bytes=FETCH_MIN_BYTES,
+            fetch_max_wait_ms=max(1, int(worker.ingest_linger_s * 500)),
             session_timeout_ms=int(worker.session_timeout_s * 1000),
             heartbeat_interval_ms=int(worker.heartbeat_interval_s * 1000),
         )
