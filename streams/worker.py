@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
+import time
 from datetime import timedelta
 
 import faust
@@ -21,6 +23,8 @@ from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
 from xborder.validation import EventRules
 from xborder.wire import codec_for
+
+logger = logging.getLogger(__name__)
 
 
 def create_worker_app(settings: Settings) -> faust.App:
@@ -95,12 +99,34 @@ def ensure_changelog_topics(settings: Settings, app: faust.App) -> list[str]:
 
 def tune_gc(gen0_threshold: int) -> None:
     """Fewer collections for a process that allocates fast and keeps a large heap: the
-    objects built at start-up move to the permanent generation, never scanned again."""
+    objects built at start-up move to the permanent generation, never scanned again.
+    Full collections that pause the event loop for long are logged."""
     gc.collect()
     gc.freeze()
     if gen0_threshold:
         _, gen1, gen2 = gc.get_threshold()
         gc.set_threshold(gen0_threshold, gen1, gen2)
+    gc.callbacks.append(_time_full_collections)
+
+
+SLOW_COLLECTION_S = 0.05
+_collection_started = 0.0
+
+
+def _time_full_collections(phase: str, info: dict[str, int]) -> None:
+    global _collection_started
+    if info.get("generation") != 2:
+        return
+    if phase == "start":
+        _collection_started = time.perf_counter()
+        return
+    took = time.perf_counter() - _collection_started
+    if took >= SLOW_COLLECTION_S:
+        logger.info(
+            "full garbage collection paused the worker %.0f ms (%s objects tracked)",
+            took * 1000,
+            len(gc.get_objects(2)),
+        )
 
 
 def run_worker(settings: Settings) -> None:

@@ -16,6 +16,10 @@ class IngestMetrics:
     """Rejected messages per reason (undecodable, unknown-schema, invalid, oversized)."""
     batches: int = 0
     """Ingest batches processed and committed."""
+    phase_s: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per phase of the batch cycle (collect, process, flush, commit)."""
+    events: int = 0
+    """Messages taken in batches (accepted and rejected)."""
 
 
 @dataclass

@@ -120,6 +120,9 @@ FETCH_MIN_BYTES = 256 * 1024
 """Bytes a fetch waits for (up to half the linger) before the broker answers it."""
 COMPRESSION = "lz4"
 """Codec of every record batch the worker produces (aiokafka needs cramjam for it)."""
+REPORT_INTERVAL_S = 30.0
+"""How often the ingest task logs what its batch cycle did."""
+PHASES = ("collect", "process", "flush", "commit")
 IDLE_POLL_S = 1.0
 """How long one fetch waits while no batch has started (an idle worker's wake-up rate)."""
 
@@ -228,10 +231,15 @@ class IngestLoop:
         worker = self.settings.worker
         backoff = 0.5
         try:
+            clock = asyncio.get_running_loop().time
+            reported = clock()
             while True:
+                started = clock()
                 batch = await collect_batch(consumer, worker.batch_size, worker.ingest_linger_s)
+                collected = clock()
                 try:
                     await self.process(batch, outbox)
+                    processed = clock()
                     await outbox.flush()
                 except (KafkaError, OSError, ServiceUnavailableError) as exc:
                     logger.error(
@@ -249,7 +257,7 @@ class IngestLoop:
                     backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
                     continue
                 backoff = 0.5
-                self.metrics.batches += 1
+                flushed = clock()
                 offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items()}
                 try:
                     await consumer.commit(offsets)
@@ -257,9 +265,45 @@ class IngestLoop:
                     # a rebalance took the partitions: their next owner re-reads the batch,
                     # whose outputs are already sent (same ids, de-duplicated downstream)
                     logger.warning("ingest commit lost to a rebalance: %s", exc)
+                now = clock()
+                self._count(
+                    batch,
+                    collected - started,
+                    processed - collected,
+                    flushed - processed,
+                    now - flushed,
+                )
+                if now - reported >= REPORT_INTERVAL_S:
+                    self._report(now - reported)
+                    reported = now
         finally:
             await consumer.stop()
             await producer.stop()
+
+    def _count(self, batch: Mapping[TopicPartition, Sequence[Any]], *phases: float) -> None:
+        metrics = self.metrics
+        metrics.batches += 1
+        metrics.events += sum(len(messages) for messages in batch.values())
+        for name, seconds in zip(PHASES, phases, strict=True):
+            metrics.phase_s[name] = metrics.phase_s.get(name, 0.0) + seconds
+
+    def _report(self, interval_s: float) -> None:
+        """One line on what the batch cycle did since the last report, then start over."""
+        metrics = self.metrics
+        if metrics.batches:
+            logger.info(
+                "ingest: %s events in %s batches over %.0f s (%.0f per batch); ms per batch: %s",
+                metrics.events,
+                metrics.batches,
+                interval_s,
+                metrics.events / metrics.batches,
+                ", ".join(
+                    f"{name} {metrics.phase_s[name] * 1000 / metrics.batches:.0f}"
+                    for name in PHASES
+                ),
+            )
+        metrics.batches = metrics.events = 0
+        metrics.phase_s.clear()
 
     async def process(self, batch: Mapping[TopicPartition, Sequence[Any]], outbox: Outbox) -> None:
         """Classify, forward, dead-letter and route one batch into ``outbox`` (not yet
