@@ -79,7 +79,7 @@ def identifier_kinds(text: str) -> list[str]:
 
 def find_identifier_in_text(text: str) -> str | None:
     """Describe the first plate, phone or national ID number written inside ``text``."""
-    if sum(ch.isdigit() for ch in text) < _MIN_IDENTIFIER_DIGITS:
+    if sum(map(str.isdigit, text)) < _MIN_IDENTIFIER_DIGITS:
         return None  # fast path: every plate, phone and ID number has at least six digits
     kinds = identifier_kinds(text)
     if kinds:
