@@ -221,7 +221,12 @@ class IngestLoop:
         )
 
     async def run(self) -> None:
-        """Consume until cancelled (the worker stopping)."""
+        """Consume until cancelled (the worker stopping).
+
+        A batch's delivery (waiting for the broker's acknowledgements, then the commit)
+        overlaps the collection of the next batch, which is mostly waiting too; the next
+        batch is processed only once the previous one is delivered, so commits stay in
+        order and a failed delivery is retried from its first offsets."""
         consumer = self._consumer()
         consumer.subscribe(self.names.all_incidents, listener=_LogAssignments())
         producer = self._producer()
@@ -230,17 +235,21 @@ class IngestLoop:
         outbox = Outbox(producer)
         worker = self.settings.worker
         backoff = 0.5
+        delivering: asyncio.Task[None] | None = None
+        undelivered: dict[TopicPartition, int] = {}  # first offsets of the batch in delivery
+        clock = asyncio.get_running_loop().time
+        reported = clock()
         try:
-            clock = asyncio.get_running_loop().time
-            reported = clock()
             while True:
                 started = clock()
                 batch = await collect_batch(consumer, worker.batch_size, worker.ingest_linger_s)
-                collected = clock()
                 try:
+                    if delivering is not None:
+                        task, delivering = delivering, None
+                        await task
+                    undelivered = {}
+                    collected = clock()  # with any wait for the previous batch's delivery
                     await self.process(batch, outbox)
-                    processed = clock()
-                    await outbox.flush()
                 except (KafkaError, OSError, ServiceUnavailableError) as exc:
                     logger.error(
                         "ingest batch failed (%s: %s); retrying it in %.1f s",
@@ -249,42 +258,57 @@ class IngestLoop:
                         backoff,
                     )
                     outbox.discard()
+                    firsts = {tp: messages[0].offset for tp, messages in batch.items()}
+                    for tp, offset in undelivered.items():
+                        firsts[tp] = min(offset, firsts.get(tp, offset))
                     assigned = consumer.assignment()
-                    for tp, messages in batch.items():
+                    for tp, offset in firsts.items():
                         if tp in assigned:  # a revoked partition's new owner re-reads it
-                            consumer.seek(tp, messages[0].offset)
+                            consumer.seek(tp, offset)
+                    undelivered = {}
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
                     continue
                 backoff = 0.5
-                flushed = clock()
+                self._count(batch, collected - started, clock() - collected)
+                undelivered = {tp: messages[0].offset for tp, messages in batch.items()}
                 offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items()}
-                try:
-                    await consumer.commit(offsets)
-                except CommitFailedError as exc:
-                    # a rebalance took the partitions: their next owner re-reads the batch,
-                    # whose outputs are already sent (same ids, de-duplicated downstream)
-                    logger.warning("ingest commit lost to a rebalance: %s", exc)
+                delivering = asyncio.create_task(self._deliver(consumer, outbox, offsets))
                 now = clock()
-                self._count(
-                    batch,
-                    collected - started,
-                    processed - collected,
-                    flushed - processed,
-                    now - flushed,
-                )
                 if now - reported >= REPORT_INTERVAL_S:
                     self._report(now - reported)
                     reported = now
         finally:
+            if delivering is not None:
+                delivering.cancel()
             await consumer.stop()
             await producer.stop()
 
-    def _count(self, batch: Mapping[TopicPartition, Sequence[Any]], *phases: float) -> None:
+    async def _deliver(
+        self, consumer: AIOKafkaConsumer, outbox: Outbox, offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Send what the batch queued, wait for the acknowledgements, commit its offsets."""
+        clock = asyncio.get_running_loop().time
+        started = clock()
+        await outbox.flush()
+        flushed = clock()
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # a rebalance took the partitions: their next owner re-reads the batch, whose
+            # outputs are already sent (same ids, de-duplicated downstream)
+            logger.warning("ingest commit lost to a rebalance: %s", exc)
+        phases = self.metrics.phase_s
+        phases["flush"] = phases.get("flush", 0.0) + flushed - started
+        phases["commit"] = phases.get("commit", 0.0) + clock() - flushed
+
+    def _count(
+        self, batch: Mapping[TopicPartition, Sequence[Any]], collect_s: float, process_s: float
+    ) -> None:
         metrics = self.metrics
         metrics.batches += 1
         metrics.events += sum(len(messages) for messages in batch.values())
-        for name, seconds in zip(PHASES, phases, strict=True):
+        for name, seconds in (("collect", collect_s), ("process", process_s)):
             metrics.phase_s[name] = metrics.phase_s.get(name, 0.0) + seconds
 
     def _report(self, interval_s: float) -> None:
