@@ -1,9 +1,11 @@
 """A batching sink: one buffer per topic-partition, one abstract ``write``.
 
-The runner adds decoded items; when a buffer is due it calls :meth:`BatchingSink.flush`,
-which writes every buffer and then drops it whatever the outcome. Offsets are
-committed by the runner only after a successful write; after a failed one it seeks
-back to the first buffered offset, so nothing is lost and nothing is skipped.
+The runner adds decoded items; when a buffer is due it takes every buffer
+(:meth:`BatchingSink.take`, which drops them from the sink whatever happens next) and
+writes them (:meth:`BatchingSink.write_buffers`); :meth:`BatchingSink.flush` does
+both. Offsets are committed by the runner only after a successful write; after a
+failed one it seeks back to the first offset of each dropped buffer, so nothing is
+lost and nothing is skipped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import TopicPartition
+from aiokafka import TopicPartition
 
 
 @dataclass
@@ -68,15 +70,35 @@ class BatchingSink(abc.ABC):
             or time.monotonic() - self._oldest >= self.flush_interval_s
         )
 
+    def due_in(self) -> float | None:
+        """Seconds until the oldest item has waited the flush interval; None when empty."""
+        if not self._buffers:
+            return None
+        return max(0.0, self._oldest + self.flush_interval_s - time.monotonic())
+
+    @property
+    def buffered(self) -> bool:
+        """True while a consumed message is neither written nor dropped."""
+        return bool(self._buffers)
+
+    def take(self) -> dict[TopicPartition, PartitionBuffer]:
+        """Remove and return every buffer: the next write's batch."""
+        buffers, self._buffers = self._buffers, {}
+        return buffers
+
+    def write_buffers(self, buffers: dict[TopicPartition, PartitionBuffer]) -> None:
+        """Write the items of ``buffers`` (from :meth:`take`) as one batch."""
+        items = [item for b in buffers.values() for item in b.items]
+        if items:
+            self.write(items, buffers)
+
     def flush(self) -> dict[TopicPartition, PartitionBuffer]:
         """Write all buffers and drop them; returns them so the caller can commit or rewind.
 
         Raises whatever :meth:`write` raises; the buffers are dropped either way.
         """
-        buffers, self._buffers = self._buffers, {}
-        items = [item for b in buffers.values() for item in b.items]
-        if items:
-            self.write(items, buffers)
+        buffers = self.take()
+        self.write_buffers(buffers)
         return buffers
 
     @abc.abstractmethod

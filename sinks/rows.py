@@ -1,8 +1,14 @@
 """Which ClickHouse rows each accepted record becomes, and the tables' column lists.
 
 One function per record kind; :func:`rows_for` dispatches on the record's full name.
-Column lists carry explicit types so inserts need no server round-trip; they must
-match the migrations in :mod:`xborder.clickhouse`.
+Column lists name (and type) every column an insert writes, so no insert needs a
+server round trip for the table's structure; they must match the migrations in
+:mod:`xborder.clickhouse` (``tests/integration/test_sink_paths.py`` compares them).
+
+Records arrive decoded without logical types (:mod:`sinks.decode`) and rows leave as
+JSON (:mod:`sinks.clickhouse`), so values stay as ClickHouse parses them: a UUID as
+its text, a ``DateTime64(3)`` as seconds since the epoch (``ms / 1000``: the float's
+shortest text is the exact millisecond, which ClickHouse reads as a decimal).
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ def closure_row(value: dict[str, Any], topic: str, partition: int, offset: int) 
         value["event_id"],
         value["agency"],
         value["incident_id"],
-        value["closed_at"],
+        value["closed_at"] / 1000,
         value["outcome"],
         value.get("reason"),
         topic,
@@ -77,8 +83,8 @@ def incident_row(
         value["agency"],
         value["incident_id"],
         record_name.rpartition(".")[2],
-        value["occurred_at"],
-        value["reported_at"],
+        value["occurred_at"] / 1000,
+        value["reported_at"] / 1000,
         location["lat"],
         location["lon"],
         location["admin_unit_code"],
@@ -181,7 +187,7 @@ def correlation_row(value: dict[str, Any]) -> Row:
         [e["kind"] for e in evidence],
         [e["weight"] for e in evidence],
         [e["detail"] for e in evidence],
-        value["created_at"],
+        value["created_at"] / 1000,
     ]
 
 
@@ -203,7 +209,7 @@ def case_rows(value: dict[str, Any]) -> list[tuple[str, Row]]:
         list(value.get("merged_case_ids", [])),
         value["status"],
         list(value.get("agencies", [])),
-        value["at"],
+        value["at"] / 1000,
     ]
     members = [
         (
@@ -212,7 +218,7 @@ def case_rows(value: dict[str, Any]) -> list[tuple[str, Row]]:
                 i["agency"],
                 i["incident_id"],
                 value["case_id"],
-                value["at"],
+                value["at"] / 1000,
                 value["case_event_id"],
                 value.get("sequence", 0),
             ],
@@ -229,7 +235,7 @@ def alert_row(value: dict[str, Any]) -> Row:
         value["identifier"],
         value["alert_kind"],
         value["sender"],
-        value["sent"],
+        value["sent"] / 1000,
         value["status"],
         value["msgType"],
         value["event"],

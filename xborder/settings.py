@@ -178,12 +178,22 @@ class SinkSettings(_Group):
 
     group_id: str = "xborder-clickhouse-sink"
     """Consumer group of the sink."""
-    batch_size: int = Field(default=5000, ge=1)
-    """Rows buffered per partition before a flush."""
+    batch_size: int = Field(default=20_000, ge=1)
+    """Messages buffered (over all partitions) before a flush; also the most one fetch
+    returns. Each flush makes a part per table (and month) that ClickHouse merges later:
+    from a backlog, 20,000 cost a fifth less CPU per event than 5,000."""
     flush_interval_s: float = Field(default=1.0, gt=0)
     """Longest time a row waits in the buffer."""
     retry_backoff_s: float = Field(default=1.0, gt=0)
-    """First backoff after a transient ClickHouse error (doubles, capped at 30 s)."""
+    """First backoff after a transient ClickHouse error or a failed commit (doubles,
+    capped at 30 s)."""
+    session_timeout_s: float = Field(default=15.0, gt=0)
+    """How long a silent sink keeps its partitions before the group reassigns them."""
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """Consumer heartbeat: a third of the session timeout, at most 3 s."""
+        return min(3.0, self.session_timeout_s / 3)
 
 
 class Settings(BaseSettings):
