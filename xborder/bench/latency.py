@@ -63,9 +63,9 @@ from xborder.bench.latency_math import (
 )
 from xborder.bench.latency_probe import Probe, ProbeConfig, ProbeData
 from xborder.bench.latency_report import format_run, format_summary, render_html
-from xborder.bench.probes import CpuMeter, MemorySampler, broker_pid, machine
+from xborder.bench.probes import CpuMeter, MemorySampler, machine, require_broker
 from xborder.errors import ConfigurationError, ServiceUnavailableError
-from xborder.kafka_admin import broker_accepts_requests, topic_sizes
+from xborder.kafka_admin import topic_sizes
 from xborder.pipeline import Pipeline
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
@@ -141,12 +141,7 @@ class _Bench:
 
 def run_latency(settings: Settings, params: LatencyParams, out_dir: Path) -> dict[str, Any]:
     """Every run of ``params``; returns the report (also written to ``out_dir``)."""
-    if not broker_accepts_requests(settings.kafka.bootstrap_servers):
-        raise ServiceUnavailableError(
-            f"no Kafka broker answers at {settings.kafka.bootstrap_servers}; start one with "
-            "'xborder kafka up' (or set XBORDER_KAFKA__BOOTSTRAP_SERVERS)"
-        )
-    broker = broker_pid(settings)  # before data_dir moves to each run's own directory
+    broker = require_broker(settings)
     if params.window_hours is not None:
         settings = settings.with_overrides(**{"correlation.window_hours": params.window_hours})
     out_dir.mkdir(parents=True, exist_ok=True)

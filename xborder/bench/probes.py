@@ -68,6 +68,20 @@ class CpuMeter:
         return out
 
 
+def require_broker(settings: Settings) -> int | None:
+    """Raise ServiceUnavailableError unless a broker answers; the local broker's process id
+    (to meter its CPU), taken before a run moves ``data_dir`` to its own directory."""
+    from xborder.errors import ServiceUnavailableError
+    from xborder.kafka_admin import broker_accepts_requests
+
+    if not broker_accepts_requests(settings.kafka.bootstrap_servers):
+        raise ServiceUnavailableError(
+            f"no Kafka broker answers at {settings.kafka.bootstrap_servers}; start one with "
+            "'xborder kafka up' (or set XBORDER_KAFKA__BOOTSTRAP_SERVERS)"
+        )
+    return broker_pid(settings)
+
+
 def broker_pid(settings: Settings) -> int | None:
     """Process id of the local broker of ``settings`` (``xborder kafka up``), if it runs."""
     from xborder.local_kafka import LocalKafka

@@ -35,11 +35,11 @@ from tqdm import tqdm
 from xborder.agencies import load_agencies
 from xborder.bench import chart
 from xborder.bench.kafka_io import Collector, Message, publish, raw_floor
-from xborder.bench.probes import CpuMeter, MemorySampler, broker_pid, machine
+from xborder.bench.probes import CpuMeter, MemorySampler, machine, require_broker
 from xborder.clickhouse import get_client
 from xborder.errors import ServiceUnavailableError
 from xborder.geo import jurisdictions_for
-from xborder.kafka_admin import broker_accepts_requests, group_lag
+from xborder.kafka_admin import group_lag
 from xborder.pipeline import Pipeline
 from xborder.quality import evaluate_clickhouse, format_report
 from xborder.scenario import ScenarioConfig, generate_scenario, iter_events, shuffled_within
@@ -88,12 +88,7 @@ def _latency_events(documents: list[dict[str, Any]], count: int) -> list[dict[st
 
 def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[str, Any]:
     """One full benchmark run; returns the report (also written to ``out_dir``)."""
-    if not broker_accepts_requests(settings.kafka.bootstrap_servers):
-        raise ServiceUnavailableError(
-            f"no Kafka broker answers at {settings.kafka.bootstrap_servers}; start one with "
-            "'xborder kafka up' (or set XBORDER_KAFKA__BOOTSTRAP_SERVERS)"
-        )
-    broker = broker_pid(settings)  # before data_dir moves to the run's own directory
+    broker = require_broker(settings)
     run = uuid.uuid4().hex[:8]
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = settings.with_overrides(
