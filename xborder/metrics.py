@@ -21,6 +21,10 @@ class IngestMetrics:
     events: int = 0
     """Messages taken in batches (accepted and rejected)."""
 
+    def add_phase(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` to the batch cycle's phase ``name``."""
+        self.phase_s[name] = self.phase_s.get(name, 0.0) + seconds
+
 
 @dataclass
 class SinkMetrics:

@@ -496,7 +496,6 @@ def register(
         correlations: list[dict[str, Any]] = []
         alerts: list[dict[str, Any]] = []
         views: dict[tuple[str, str], list[Any]] = {}
-        watermarks: dict[int, int | None] = {}
         applied = []
         too_late = 0
         for partition, batch in by_partition.items():
@@ -519,10 +518,10 @@ def register(
                 alerts.extend(outputs.alerts)
                 too_late += outputs.too_late
                 newest = max(newest, _newest_ms(items))
-            # every stage batch sends the case stage each partition's watermark, with or
-            # without new correlations, so its eviction never waits on a quiet partition
-            watermarks[partition] = watermark
             applied.append((partition, state, batch, newest, watermark))
+        # every stage batch sends the case stage each partition's watermark, with or
+        # without new correlations, so its eviction never waits on a quiet partition
+        watermarks = {partition: watermark for partition, _, _, _, watermark in applied}
         pending = await send_records(
             names.correlations, "Correlation", "correlation_id", correlations
         )
@@ -537,8 +536,9 @@ def register(
         counters["blocks_batches"] += 1
         for partition, state, batch, newest, watermark in applied:
             if blocks_state.states.get(partition) is not state:
-                # revoked while the outputs were being sent: the batch is not recorded
-                # (nor acknowledged), so the partition's next owner applies it again
+                # revoked while the outputs were being sent: the batch is not recorded,
+                # and this worker can no longer commit its offsets, so the partition's
+                # next owner applies it again
                 continue
             for last, packed in chunk_applied(batch):
                 key = _Replayable.key(partition, last.message.offset)

@@ -10,7 +10,7 @@ consumer group (``<app_id>-ingest``), and pays every Kafka cost per batch:
 1. collect fetches into one batch until it holds ``batch_size`` messages or
    ``ingest_linger_s`` has passed since its first message (:func:`collect_batch`), so a
    trickle of events makes batches as few and as large as a backlog does, and no event
-   waits longer than the linger;
+   waits much longer than the linger (the broker holds a fetch for half of one more);
 2. classify each (decode, validate); queue the accepted for ``incidents.accepted`` and
    the rejected for ``deadletters``, route the batch into ``correlation.blocks``
    messages and raise its border-zone alerts;
@@ -298,9 +298,8 @@ class IngestLoop:
             # a rebalance took the partitions: their next owner re-reads the batch, whose
             # outputs are already sent (same ids, de-duplicated downstream)
             logger.warning("ingest commit lost to a rebalance: %s", exc)
-        phases = self.metrics.phase_s
-        phases["flush"] = phases.get("flush", 0.0) + flushed - started
-        phases["commit"] = phases.get("commit", 0.0) + clock() - flushed
+        self.metrics.add_phase("flush", flushed - started)
+        self.metrics.add_phase("commit", clock() - flushed)
 
     def _count(
         self, batch: Mapping[TopicPartition, Sequence[Any]], collect_s: float, process_s: float
@@ -308,8 +307,8 @@ class IngestLoop:
         metrics = self.metrics
         metrics.batches += 1
         metrics.events += sum(len(messages) for messages in batch.values())
-        for name, seconds in (("collect", collect_s), ("process", process_s)):
-            metrics.phase_s[name] = metrics.phase_s.get(name, 0.0) + seconds
+        metrics.add_phase("collect", collect_s)
+        metrics.add_phase("process", process_s)
 
     def _report(self, interval_s: float) -> None:
         """One line on what the batch cycle did since the last report, then start over."""
@@ -322,7 +321,8 @@ class IngestLoop:
                 interval_s,
                 metrics.events / metrics.batches,
                 ", ".join(
-                    f"{name} {metrics.phase_s[name] * 1000 / metrics.batches:.0f}"
+                    # a delivery still running has not added its flush and commit yet
+                    f"{name} {metrics.phase_s.get(name, 0.0) * 1000 / metrics.batches:.0f}"
                     for name in PHASES
                 ),
             )
