@@ -30,7 +30,7 @@ def build_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.topics.replication_factor,
         producer_acks=-1,
         producer_linger_ms=5,
-        producer_compression_type="lz4",  # changelogs and links are JSON: several times smaller
+        producer_compression_type=settings.worker.compression_type,
         table_standby_replicas=settings.worker.standby_replicas,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,

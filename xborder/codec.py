@@ -54,8 +54,11 @@ class AvroCodec:
         schema = self.store.current(record_name)
         return write_body(SINGLE_OBJECT_MAGIC + schema.fingerprint, schema, value)
 
-    def decode(self, data: bytes) -> Decoded:
-        """Decode one message; raises InvalidRecordError naming why it cannot be read."""
+    def decode(self, data: bytes, logical_types: bool = True) -> Decoded:
+        """Decode one message; raises InvalidRecordError naming why it cannot be read.
+
+        ``logical_types`` False leaves timestamps as milliseconds and uuids as strings
+        (faster; for code that takes either, like the worker's ingest)."""
         if len(data) < SINGLE_OBJECT_HEADER_LEN or data[:2] != SINGLE_OBJECT_MAGIC:
             raise InvalidRecordError(
                 "message is not Avro single-object encoded (no C3 01 header)",
@@ -69,7 +72,7 @@ class AvroCodec:
                 reason="unknown-schema",
             )
         reader = self.store.current(writer.full_name)
-        value = read_body(data, SINGLE_OBJECT_HEADER_LEN, writer, reader)
+        value = read_body(data, SINGLE_OBJECT_HEADER_LEN, writer, reader, logical_types)
         return Decoded(record_name=writer.full_name, value=value, writer=writer)
 
 
@@ -90,19 +93,31 @@ def write_body(header: bytes, schema: StoredSchema, value: dict[str, Any]) -> by
 
 
 def read_body(
-    data: bytes, header_len: int, writer: StoredSchema, reader: StoredSchema | None
+    data: bytes,
+    header_len: int,
+    writer: StoredSchema,
+    reader: StoredSchema | None,
+    logical_types: bool = True,
 ) -> dict[str, Any]:
     """Read the Avro body after ``header_len`` bytes, written with ``writer``, as ``reader``.
 
-    ``reader`` None (or the writer itself) reads with the writer schema. Raises
-    InvalidRecordError (reason ``undecodable``) on a corrupt or over-long body.
+    ``reader`` None (or the writer itself) reads with the writer schema; ``logical_types``
+    False reads the underlying types (ints, strings). Raises InvalidRecordError (reason
+    ``undecodable``) on a corrupt or over-long body.
     """
     body = io.BytesIO(data)
     body.seek(header_len)
+    if reader is writer:
+        reader = None
     try:
-        value = fastavro.schemaless_reader(
-            body, writer.parsed, None if reader is None or reader is writer else reader.parsed
-        )
+        if logical_types:
+            value = fastavro.schemaless_reader(
+                body, writer.parsed, None if reader is None else reader.parsed
+            )
+        else:
+            value = fastavro.schemaless_reader(
+                body, writer.plain, None if reader is None else reader.plain
+            )
     except Exception as exc:  # fastavro raises many kinds on corrupt bodies
         raise InvalidRecordError(
             f"{writer.full_name}: body cannot be decoded: {type(exc).__name__}: {exc}",

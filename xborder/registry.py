@@ -27,7 +27,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from xborder.codec import read_body, write_body
 from xborder.errors import ConfigurationError, InvalidRecordError, ServiceUnavailableError
-from xborder.schemas import SchemaStore, StoredSchema
+from xborder.schemas import SchemaStore, StoredSchema, without_logical_types
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -77,14 +77,14 @@ def confluent_schema_id(data: bytes) -> int:
 
 
 def decode_confluent(
-    data: bytes, writer: StoredSchema, reader: StoredSchema | None
+    data: bytes, writer: StoredSchema, reader: StoredSchema | None, logical_types: bool = True
 ) -> dict[str, Any]:
     """Read the body of a Confluent-framed message written with ``writer`` as ``reader``.
 
     ``reader`` None (or the writer itself) reads with the writer schema. Raises
     InvalidRecordError (reason ``undecodable``) on a corrupt or over-long body.
     """
-    return read_body(data, CONFLUENT_HEADER_LEN, writer, reader)
+    return read_body(data, CONFLUENT_HEADER_LEN, writer, reader, logical_types)
 
 
 class SchemaRegistry:
@@ -187,7 +187,9 @@ class SchemaRegistry:
                 reason="unknown-schema",
             )
         try:
-            parsed = fastavro.parse_schema(json.loads(registered.schema_str))
+            document = json.loads(registered.schema_str)
+            parsed = fastavro.parse_schema(document)
+            plain = fastavro.parse_schema(without_logical_types(document))
             canonical = to_parsing_canonical_form(parsed)
         except (ValueError, TypeError, fastavro.schema.SchemaParseException) as exc:
             raise InvalidRecordError(
@@ -215,6 +217,7 @@ class SchemaRegistry:
             full_name=full_name,
             fingerprint=fp,
             parsed=parsed,
+            plain=plain,
             canonical=canonical,
             source=Path(f"schema-registry-id-{schema_id}"),
             current=False,

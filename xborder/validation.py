@@ -21,10 +21,17 @@ def _fail(path: str, message: str, reason: str = "invalid") -> InvalidRecordErro
     return InvalidRecordError(f"{path}: {message}", reason=reason)
 
 
-def _as_datetime(value: Any) -> datetime:
+def _as_ms(value: Any) -> int:
+    """Milliseconds since the epoch of a decoded timestamp (a datetime, or already ms)."""
     if isinstance(value, datetime):
-        return value
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return (value - _EPOCH) // _MS
+    return int(value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,9 @@ class EventRules:
     max_future_skew: timedelta
     max_bytes: int = 1_000_000
 
-    def check_incident(self, value: dict[str, Any], now: datetime) -> None:
-        """Raise InvalidRecordError for an incident event that breaks a rule."""
+    def check_incident(self, value: dict[str, Any], now: datetime | int) -> None:
+        """Raise InvalidRecordError for an incident event that breaks a rule; ``now`` is a
+        datetime or milliseconds since the epoch."""
         location = value.get("location")
         if isinstance(location, dict) and "lat" in location and "lon" in location:
             lat, lon = location["lat"], location["lon"]
@@ -47,23 +55,22 @@ class EventRules:
                     f"({lat}, {lon}) is outside the configured region "
                     f"lat {r.min_lat}..{r.max_lat}, lon {r.min_lon}..{r.max_lon}",
                 )
-        limit = now + self.max_future_skew
+        # compared in milliseconds: the worker decodes timestamps as ints
+        now_ms = _as_ms(now)
+        skew_ms = self.max_future_skew // _MS
+        limit_ms = now_ms + skew_ms
         for field in ("occurred_at", "reported_at", "updated_at", "closed_at"):
-            if field in value and value[field] is not None:
-                moment = _as_datetime(value[field])
-                if moment > limit:
-                    ahead = moment - now
-                    raise _fail(
-                        field,
-                        f"is in the future by {_human(ahead)} (max skew "
-                        f"{_human(self.max_future_skew)}); check the producer's clock",
-                    )
-        if "occurred_at" in value and "reported_at" in value:
-            occurred, reported = (
-                _as_datetime(value["occurred_at"]),
-                _as_datetime(value["reported_at"]),
-            )
-            if occurred > reported + self.max_future_skew:
+            moment = value.get(field)
+            if moment is not None and _as_ms(moment) > limit_ms:
+                ahead = timedelta(milliseconds=_as_ms(moment) - now_ms)
+                raise _fail(
+                    field,
+                    f"is in the future by {_human(ahead)} (max skew "
+                    f"{_human(self.max_future_skew)}); check the producer's clock",
+                )
+        occurred, reported = value.get("occurred_at"), value.get("reported_at")
+        if occurred is not None and reported is not None:
+            if _as_ms(occurred) > _as_ms(reported) + skew_ms:
                 raise _fail(
                     "occurred_at", "is after reported_at; an incident is reported after it happens"
                 )

@@ -69,7 +69,7 @@ class WireCodec(AvroCodec):
         schema = self.store.current(record_name)
         return encode_confluent(self.registry.id_for(schema), schema, value)
 
-    def decode(self, data: bytes) -> Decoded:
+    def decode(self, data: bytes, logical_types: bool = True) -> Decoded:
         """Decode a message in either format; raises InvalidRecordError naming why not.
 
         ``reason`` is ``unknown-schema`` for a fingerprint or schema id that cannot be
@@ -79,7 +79,7 @@ class WireCodec(AvroCodec):
         """
         kind = detect_format(data)
         if kind == "single-object":
-            return super().decode(data)
+            return super().decode(data, logical_types)
         if kind is None:
             raise InvalidRecordError(
                 f"message starts with {data[:2].hex() or 'nothing'}: neither Avro "
@@ -95,7 +95,7 @@ class WireCodec(AvroCodec):
             )
         writer = self.registry.writer(schema_id)
         reader = self.store.current(writer.full_name)
-        value = decode_confluent(data, writer, reader)
+        value = decode_confluent(data, writer, reader, logical_types)
         return Decoded(record_name=writer.full_name, value=value, writer=writer)
 
     def close(self) -> None:

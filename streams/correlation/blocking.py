@@ -125,11 +125,13 @@ def spatial_keys(lat: float, lon: float, cfg: BlockingConfig) -> list[str]:
     return keys
 
 
-def blocking_keys(view: IncidentView, cfg: BlockingConfig) -> list[str]:
-    """Every key of a view: one per strong token (in token order), then the spatial keys."""
+def blocking_keys(view: IncidentView, cfg: BlockingConfig, spatial: bool = True) -> list[str]:
+    """Every key of a view: one per strong token (in token order), then the spatial keys
+    (left out when ``spatial`` is False)."""
     strong = cfg.strong_kinds
     keys = [f"t:{kind}:{token}" for kind, token in view.tokens if kind in strong]
-    keys.extend(spatial_keys(view.lat, view.lon, cfg))
+    if spatial:
+        keys.extend(spatial_keys(view.lat, view.lon, cfg))
     return keys
 
 

@@ -106,9 +106,8 @@ class Router:
             if view.occurred_ms > progress.get(source, -(2**62)):
                 progress[source] = view.occurred_ms
             wire = to_wire(view)
-            for key in blocking_keys(view, self.config.blocking):
-                if self._tokens_only and not key.startswith("t:"):
-                    continue  # space-time items cannot reach the threshold: not worth sending
+            # space-time items that cannot reach the threshold are not worth sending
+            for key in blocking_keys(view, self.config.blocking, spatial=not self._tokens_only):
                 by_partition.setdefault(partition_of(key, self.partitions), []).append([key, wire])
         return by_partition, progress, self._alerts.border_alerts(views)
 

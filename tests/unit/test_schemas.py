@@ -323,3 +323,42 @@ def test_to_json_formats_timestamps_as_utc_milliseconds() -> None:
         "raw": "AP8=",
         "xs": ["2026-03-19T08:00:00.123Z"],
     }
+
+
+def _ms(value: Any) -> Any:
+    """``value`` with datetimes as epoch milliseconds and UUIDs as strings."""
+    if isinstance(value, dict):
+        return {k: _ms(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ms(v) for v in value]
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if type(value).__name__ == "UUID":
+        return str(value)
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGE_RECORDS))
+def test_decoding_without_logical_types_gives_the_same_values_as_ms_and_strings(
+    store: SchemaStore, codec: AvroCodec, name: str
+) -> None:
+    message = codec.encode(name, from_json(store.current(name).parsed, EXAMPLES[name]))
+
+    plain = codec.decode(message, logical_types=False).value
+
+    assert plain == _ms(codec.decode(message).value)
+    assert not any(isinstance(v, datetime) for v in plain.values())
+
+
+@pytest.mark.parametrize(("version", "name"), RELEASED, ids=[f"{v}-{n}" for v, n in RELEASED])
+def test_released_writer_resolves_to_the_current_reader_without_logical_types(
+    codec: AvroCodec, version: str, name: str
+) -> None:
+    version_dir = SCHEMAS_DIR / "history" / version
+    released = SchemaStore(version_dir).current(name)
+    body = io.BytesIO()
+    datum = from_json(released.parsed, load_examples(version_dir)[name])
+    fastavro.schemaless_writer(body, released.parsed, datum)
+    message = SINGLE_OBJECT_MAGIC + released.fingerprint + body.getvalue()
+
+    assert codec.decode(message, logical_types=False).value == _ms(codec.decode(message).value)

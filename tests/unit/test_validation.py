@@ -147,3 +147,24 @@ def test_oversized_event_is_refused(encoder: EventEncoder, event: dict[str, Any]
     error = _rejection(encoder, event)
     assert error.reason == "oversized"
     assert "over the limit of 1000000" in str(error)
+
+
+def test_rules_give_the_same_verdicts_on_millisecond_timestamps(
+    encoder: EventEncoder, event: dict[str, Any]
+) -> None:
+    """The worker decodes timestamps as ints and passes the Kafka timestamp in ms."""
+    codec = encoder.codec
+    now_ms = int(NOW.timestamp() * 1000)
+    late = copy.deepcopy(event)
+    late["occurred_at"] = (NOW + timedelta(days=2)).isoformat()
+    late["reported_at"] = (NOW + timedelta(days=2, minutes=5)).isoformat()
+    for document, expected in ((event, None), (late, "occurred_at: is in the future by 2 days")):
+        value = codec.from_json("IncidentReported", document)
+        plain = codec.decode(codec.encode("IncidentReported", value), logical_types=False).value
+        assert isinstance(plain["occurred_at"], int)
+        for rules_input, now in ((value, NOW), (plain, now_ms)):
+            if expected is None:
+                encoder.rules.check_incident(rules_input, now)
+            else:
+                with pytest.raises(InvalidRecordError, match=expected):
+                    encoder.rules.check_incident(rules_input, now)
