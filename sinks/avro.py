@@ -79,21 +79,21 @@ SELECTS: dict[str, tuple[TableSelect, ...]] = {
     "xborder.v1.Correlation": (
         TableSelect(
             "correlations",
-            "correlation_id incident_a incident_b score threshold evidence created_at",
+            "correlation_id incident_a incident_b score threshold evidence created_at match_kind",
             "correlation_id, incident_a.agency, incident_a.incident_id, incident_a.event_id,"
             " incident_b.agency, incident_b.incident_id, incident_b.event_id, score, threshold,"
             " arrayMap(e -> e.kind, evidence), arrayMap(e -> e.weight, evidence),"
-            " arrayMap(e -> e.detail, evidence), created_at",
+            " arrayMap(e -> e.detail, evidence), created_at, match_kind",
         ),
     ),
     "xborder.v1.CaseEvent": (
         TableSelect(
             "case_events",
             "case_event_id case_id event_type incidents correlation_ids merged_case_ids status"
-            " agencies at",
+            " agencies at possible_double_report",
             "case_event_id, case_id, event_type, arrayMap(i -> i.agency, incidents),"
             " arrayMap(i -> i.incident_id, incidents), correlation_ids, merged_case_ids,"
-            " status, agencies, at",
+            " status, agencies, at, possible_double_report",
         ),
         # one row per incident the event names, as sinks.rows.case_rows
         TableSelect(

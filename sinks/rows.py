@@ -118,6 +118,7 @@ CORRELATION_COLUMNS: Columns = (
     ("evidence_weights", "Array(Float64)"),
     ("evidence_details", "Array(String)"),
     ("created_at", "DateTime64(3, 'UTC')"),
+    ("match_kind", "LowCardinality(String)"),
 )
 
 CASE_EVENT_COLUMNS: Columns = (
@@ -131,6 +132,7 @@ CASE_EVENT_COLUMNS: Columns = (
     ("status", "LowCardinality(String)"),
     ("agencies", "Array(LowCardinality(String))"),
     ("at", "DateTime64(3, 'UTC')"),
+    ("possible_double_report", "Bool"),
 )
 
 CASE_MEMBER_COLUMNS: Columns = (
@@ -188,6 +190,7 @@ def correlation_row(value: dict[str, Any]) -> Row:
         [e["weight"] for e in evidence],
         [e["detail"] for e in evidence],
         value["created_at"] / 1000,
+        value.get("match_kind", "IDENTITY"),
     ]
 
 
@@ -210,6 +213,7 @@ def case_rows(value: dict[str, Any]) -> list[tuple[str, Row]]:
         value["status"],
         list(value.get("agencies", [])),
         value["at"] / 1000,
+        bool(value.get("possible_double_report", False)),
     ]
     members = [
         (

@@ -13,6 +13,7 @@ import mode.loop
 
 from streams.app import build_app
 from streams.correlation.engine import CorrelatorConfig
+from streams.correlation.occurrence import OccurrenceConfig
 from streams.correlation.patterns import PatternConfig
 from streams.correlation.scoring import ScoringConfig
 from streams.flows import correlate, ingest
@@ -68,12 +69,23 @@ def correlator_config(settings: Settings, agencies: AgenciesConfig) -> Correlato
     scoring = ScoringConfig()
     if settings.correlation.threshold is not None:
         scoring = dataclasses.replace(scoring, threshold=settings.correlation.threshold)
+    correlation = settings.correlation
+    occurrence = OccurrenceConfig(
+        enabled=correlation.same_occurrence,
+        radius_km=correlation.same_occurrence_radius_km,
+        window_min=correlation.same_occurrence_window_min,
+    )
+    if correlation.same_occurrence_threshold is not None:
+        occurrence = dataclasses.replace(
+            occurrence, threshold=correlation.same_occurrence_threshold
+        )
     return CorrelatorConfig(
         window_ms=int(settings.correlation.window_hours * hour_ms),
         allowed_lateness_ms=int(settings.correlation.allowed_lateness_hours * hour_ms),
         emit_border_alerts=False,  # the routing stage raises them, once per event
         scoring=scoring,
         patterns=PatternConfig(agencies=tuple(agencies.ids)),
+        occurrence=occurrence,
     )
 
 

@@ -192,6 +192,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "match kinds: same-occurrence correlations and possible double reports",
+        (
+            "ALTER TABLE correlations ADD COLUMN IF NOT EXISTS"
+            " match_kind LowCardinality(String) DEFAULT 'IDENTITY' AFTER created_at",
+            "ALTER TABLE case_events ADD COLUMN IF NOT EXISTS"
+            " possible_double_report Bool DEFAULT false AFTER at",
+        ),
+    ),
 )
 
 

@@ -41,9 +41,9 @@ from xborder.errors import ServiceUnavailableError, XborderError
 from xborder.scenario.truth import Pair, Ref, Truth, pair, read_truth
 
 CORRELATIONS_SQL: Final = (
-    "SELECT a_agency, a_incident_id, b_agency, b_incident_id FROM correlations FINAL"
+    "SELECT a_agency, a_incident_id, b_agency, b_incident_id, match_kind FROM correlations FINAL"
 )
-"""Predicted links: one row per correlated pair (either order)."""
+"""Predicted links: one row per correlated pair (either order) and match kind."""
 CASE_MEMBERS_SQL: Final = "SELECT case_id, agency, incident_id FROM case_members FINAL"
 """Predicted cases: one row per (case, member incident)."""
 UNKNOWN_TABLE: Final = 60
@@ -106,11 +106,18 @@ class Report:
     groups_found: int
     """Groups with at least one true link predicted."""
     truth_counts: Mapping[str, int] = field(default_factory=dict)
+    double_reports: LinkScores | None = None
+    """SAME_OCCURRENCE matches against the true double reports (None when not scored)."""
+    near_miss_links: Mapping[str, int] = field(default_factory=dict)
+    """SAME_OCCURRENCE matches that are planted near misses, by kind."""
+    hard_negative_double_reports: int = 0
+    """SAME_OCCURRENCE matches that are planted hard negatives."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON values (for the benchmark's report)."""
         values = asdict(self)
         values["truth_counts"] = dict(self.truth_counts)
+        values["near_miss_links"] = dict(self.near_miss_links)
         return values
 
 
@@ -195,9 +202,12 @@ def evaluate(
     predicted_pairs: Iterable[tuple[Iterable[Any], Iterable[Any]]],
     predicted_cases: Iterable[Iterable[Iterable[Any]]],
     truth: Truth,
+    predicted_double_reports: Iterable[tuple[Iterable[Any], Iterable[Any]]] | None = None,
 ) -> Report:
-    """Score predicted links and cases against ``truth``, with diagnostics."""
+    """Score predicted identity links, same-occurrence matches (double reports, when given)
+    and cases against ``truth``, with diagnostics."""
     predicted = _pairs(predicted_pairs)
+    doubles = None if predicted_double_reports is None else _pairs(predicted_double_reports)
     links = link_scores(predicted, truth.links)
     cases = case_scores(predicted_cases, (case.incidents for case in truth.cases))
     group_of = {ref: group for group, refs in truth.groups.items() for ref in refs}
@@ -211,6 +221,12 @@ def evaluate(
         groups_total=len(truth.groups),
         groups_found=len(found),
         truth_counts=dict(truth.counts),
+        double_reports=None if doubles is None else link_scores(doubles, truth.double_reports),
+        near_miss_links={
+            kind: len(set(pairs) & (doubles or set()))
+            for kind, pairs in sorted(truth.near_misses.items())
+        },
+        hard_negative_double_reports=len(set(truth.hard_negatives) & (doubles or set())),
     )
 
 
@@ -233,22 +249,22 @@ def _rows(client: Client, sql: str, table: str) -> list[tuple[Any, ...]]:
         ) from exc
 
 
-def read_predictions(client: Client) -> tuple[set[Pair], list[list[Ref]]]:
-    """Predicted links and cases as stored in ClickHouse (``CORRELATIONS_SQL``,
-    ``CASE_MEMBERS_SQL``)."""
-    links = _pairs(
-        ((a, ai), (b, bi)) for a, ai, b, bi in _rows(client, CORRELATIONS_SQL, "correlations")
-    )
+def read_predictions(client: Client) -> tuple[set[Pair], list[list[Ref]], set[Pair]]:
+    """Predicted identity links, cases and same-occurrence matches as stored in ClickHouse
+    (``CORRELATIONS_SQL``, ``CASE_MEMBERS_SQL``)."""
+    rows = _rows(client, CORRELATIONS_SQL, "correlations")
+    links = _pairs(((a, ai), (b, bi)) for a, ai, b, bi, kind in rows if kind != "SAME_OCCURRENCE")
+    doubles = _pairs(((a, ai), (b, bi)) for a, ai, b, bi, kind in rows if kind == "SAME_OCCURRENCE")
     members: dict[str, list[Ref]] = defaultdict(list)
     for case_id, agency, incident_id in _rows(client, CASE_MEMBERS_SQL, "case_members"):
         members[str(case_id)].append((str(agency), str(incident_id)))
-    return links, [members[case_id] for case_id in sorted(members)]
+    return links, [members[case_id] for case_id in sorted(members)], doubles
 
 
 def evaluate_clickhouse(client: Client, truth: Truth) -> Report:
     """Score the correlations and cases stored in ClickHouse against ``truth``."""
-    links, cases = read_predictions(client)
-    return evaluate(links, cases, truth)
+    links, cases, doubles = read_predictions(client)
+    return evaluate(links, cases, truth, doubles)
 
 
 def format_report(report: Report) -> str:
@@ -271,4 +287,15 @@ def format_report(report: Report) -> str:
         f"  exact        {cases.exact_matches} predicted cases equal a true case",
         f"groups         {report.groups_found} of {report.groups_total} with a true link found",
     ]
+    doubles = report.double_reports
+    if doubles is not None:
+        misses = ", ".join(f"{n} {kind}" for kind, n in report.near_miss_links.items())
+        lines[6:6] = [
+            "double reports (same occurrence)",
+            f"  precision    {doubles.precision:.4f}   ({doubles.tp} of {doubles.predicted} "
+            "predicted)",
+            f"  recall       {doubles.recall:.4f}   ({doubles.tp} of {doubles.true} true)",
+            f"  planted      {report.hard_negative_double_reports} hard-negative pairs and "
+            f"near misses ({misses or 'none'}) matched",
+        ]
     return "\n".join(lines) + "\n"

@@ -105,6 +105,17 @@ class CorrelationSettings(_Group):
     """How late (in event time) an event may arrive and still be correlated."""
     threshold: float | None = None
     """Link score threshold; empty means the scoring default."""
+    same_occurrence: bool = True
+    """Match two agencies' reports of one occurrence (double reports) without a shared
+    token; off, only identity links are made and space-time items are not routed."""
+    same_occurrence_radius_km: float = Field(default=0.5, gt=0.3, le=3.0)
+    """Reports further apart are never one occurrence (more than the 300 m of full
+    distance weight, at most the 3 km blocking radius)."""
+    same_occurrence_window_min: float = Field(default=30.0, gt=15)
+    """Reports whose occurrence times differ more are never one occurrence (more than the
+    15 min of full time weight)."""
+    same_occurrence_threshold: float | None = None
+    """Same-occurrence score threshold; empty means the default (9.0)."""
 
 
 class TopicSettings(_Group):

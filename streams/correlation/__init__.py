@@ -10,8 +10,13 @@ without a broker and the agents stay thin (decode, call, send):
 - ``index``: a windowed per-key index with bulk eviction, duplicate and update handling;
 - ``scoring``: Fellegi-Sunter style evidence weights, the link threshold and the
   ``Correlation`` record;
+- ``occurrence``: same-occurrence matching (two agencies' reports of one event near the
+  boundary, a possible double report), the second match kind next to identity links;
 - ``cases``: incremental connected components of links (cross-border cases) and their
   ``CaseEvent`` records;
+- ``lifecycle``: joint verification of cases (verdicts, agreed conclusion, report,
+  release, escalation timers) as a deterministic, snapshot-able state machine (not yet
+  wired into the worker);
 - ``patterns``: alert detectors (subject on both sides, border-zone incident, group
   forming) producing ``Alert`` records;
 - ``engine``: ``Correlator`` (one partition's share of blocking keys) and ``CaseStage``

@@ -50,6 +50,8 @@ class _Case:
     correlation_ids: list[str]
     newest_ms: int
     status: str = DEFAULT_STATUS
+    double_report: bool = False
+    """A SAME_OCCURRENCE link joined some of its incidents (``possible_double_report``)."""
 
 
 class CaseTracker:
@@ -81,17 +83,21 @@ class CaseTracker:
         correlation_id: str,
         at_ms: int,
         event_ids: tuple[str, str],
+        match_kind: str = "IDENTITY",
     ) -> list[dict[str, Any]]:
         """Join ``a`` and ``b`` (a link at event time ``at_ms``); the CaseEvents it causes.
         ``event_ids`` are the events of ``a`` and ``b`` whose state the link used (the
-        IncidentRefs of the events carry the latest one seen for each incident)."""
+        IncidentRefs of the events carry the latest one seen for each incident). A
+        SAME_OCCURRENCE link marks the case a possible double report; when it links two
+        incidents already in one case, a STATUS_CHANGED event carries the new mark."""
         self._event_ids[a], self._event_ids[b] = event_ids
+        double = match_kind == "SAME_OCCURRENCE"
         if b < a:
             a, b = b, a
         ca, cb = self._case(a), self._case(b)
         if ca is None and cb is None:
             case = _Case(case_id_of(a), a, [a, b], {a[0], b[0]}, [correlation_id], at_ms,
-                         self.status)  # fmt: skip
+                         self.status, double)  # fmt: skip
             for ref in (a, b):
                 self._parent[ref] = a
             self._root_case[a] = case
@@ -101,10 +107,14 @@ class CaseTracker:
             if ca is cb:
                 ca.correlation_ids.append(correlation_id)
                 ca.newest_ms = max(ca.newest_ms, at_ms)
+                if double and not ca.double_report:
+                    ca.double_report = True
+                    return [self._event(ca, "STATUS_CHANGED", [], [correlation_id], [], at_ms)]
                 return []
             winner, loser = (ca, cb) if ca.smallest < cb.smallest else (cb, ca)
             moved = sorted(loser.members)  # named in the event, so per-incident views follow
             self._union(winner, loser)
+            winner.double_report = winner.double_report or loser.double_report or double
             winner.correlation_ids.append(correlation_id)
             winner.newest_ms = max(winner.newest_ms, at_ms)
             return [self._event(winner, "MERGED", moved, [correlation_id], [loser.id], at_ms)]
@@ -116,6 +126,7 @@ class CaseTracker:
         self._parent[new] = root
         case.members.append(new)
         case.agencies.add(new[0])
+        case.double_report = case.double_report or double
         case.correlation_ids.append(correlation_id)
         case.newest_ms = max(case.newest_ms, at_ms)
         if new > case.smallest:
@@ -173,6 +184,7 @@ class CaseTracker:
             "agencies": sorted(case.agencies),
             "conclusion": None,
             "at": at_ms,
+            "possible_double_report": case.double_report,
         }
 
     # -- queries --------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from .blocking import BlockingConfig, fine_cell, near_cells, spatial_key
 from .cases import CaseTracker
 from .index import Admission, WindowIndex
 from .model import IncidentView, Ref, Token, to_ms
+from .occurrence import OccurrenceConfig, score_occurrence
 from .patterns import (
     CASE_DETECTORS,
     EVENT_DETECTORS,
@@ -86,10 +87,22 @@ class CorrelatorConfig:
     blocking: BlockingConfig = field(default_factory=BlockingConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     patterns: PatternConfig = field(default_factory=PatternConfig)
+    occurrence: OccurrenceConfig = field(default_factory=OccurrenceConfig)
+    """Same-occurrence matching (double reports), searched among the space-time items."""
 
     def __post_init__(self) -> None:
         if self.window_ms <= 0 or self.allowed_lateness_ms < 0 or self.spatial_span_ms < 0:
             raise ValueError("window_ms must be positive, lateness and spatial span >= 0")
+        if self.occurrence.enabled and self.occurrence.radius_km > self.blocking.radius_km:
+            raise ValueError(
+                f"the same-occurrence radius ({self.occurrence.radius_km} km) must be at most "
+                f"the blocking radius ({self.blocking.radius_km} km) that finds its candidates"
+            )
+
+    def routes_spatial(self) -> bool:
+        """Whether space-time items are worth routing: some pair without a shared token
+        can link (identity scoring or same-occurrence matching)."""
+        return not self.prune_spatial or self.spatial_can_link() or self.occurrence.enabled
 
     def spatial_can_link(self) -> bool:
         """Whether a pair without a shared blocked token can reach the threshold."""
@@ -165,7 +178,11 @@ class Correlator:
         self._emitted_alerts = _Expiring(bucket)
         self._max_seen: int | None = None
         self._spatial = not cfg.prune_spatial or cfg.spatial_can_link()
-        self._spatial_span = cfg.spatial_search_span_ms()
+        self._occurrence = cfg.occurrence if cfg.occurrence.enabled else None
+        self._spatial_span = max(
+            cfg.spatial_search_span_ms() if self._spatial else 0,
+            cfg.occurrence.window_ms if self._occurrence is not None else 0,
+        )
         self._cell_groups: dict[tuple[int, int], list[tuple[str, str | None]]] = {}
         self._cross: dict[tuple[tuple[str, str | None], tuple[str, str | None]], bool] = {}
         enabled = cfg.patterns.enabled
@@ -182,6 +199,7 @@ class Correlator:
             "correlations": 0,
             "alerts": 0,
             "spatial_skipped": 0,
+            "occurrence_matches": 0,
         }
         """Running totals: items seen, too-late events, stale or duplicate items, pairs
         scored, outputs, spatial items not searched because they cannot link."""
@@ -206,8 +224,10 @@ class Correlator:
         out = Outputs()
         too_late: set[str] = set()
         seen_pairs: set[tuple[str, str]] = set()
+        seen_occurrences: set[tuple[str, str]] = set()
         max_seen = self._max_seen
         spatial = self._spatial
+        occurrence = self._occurrence
         counters = self.counters
         duplicates = 0
         for key, view in items:
@@ -237,7 +257,7 @@ class Correlator:
                     and key == spatial_key(view.lat, view.lon, cfg.blocking)
                 ):
                     self._event_alerts(view, out)
-                if not spatial:
+                if not spatial and occurrence is None:
                     counters["spatial_skipped"] += 1
                     continue
                 if not (math.isfinite(view.lat) and math.isfinite(view.lon)):
@@ -246,7 +266,10 @@ class Correlator:
                 if near is None:
                     duplicates += 1  # a redelivery, or the view came under another key here
                 elif near:
-                    self._pairs(view, near, seen_pairs, out)
+                    if spatial:
+                        self._pairs(view, near, seen_pairs, out)
+                    if occurrence is not None:
+                        self._occurrence_pairs(view, near, occurrence, seen_occurrences, out)
         counters["items"] += len(items)
         counters["too_late"] += len(too_late)
         counters["duplicates"] += duplicates
@@ -341,6 +364,34 @@ class Correlator:
             self._emitted_pairs.add(refs, created)
             out.correlations.append(to_correlation_record(full, created))
         self.counters["pairs_scored"] += scored
+
+    def _occurrence_pairs(
+        self,
+        view: IncidentView,
+        near: Iterable[IncidentView],
+        cfg: OccurrenceConfig,
+        seen: set[tuple[str, str]],
+        out: Outputs,
+    ) -> None:
+        """Score ``view`` against the reports near it as possible double reports."""
+        own = view.event_id
+        for c in near:
+            other = c.event_id
+            pair = (own, other) if own < other else (other, own)
+            if pair in seen:
+                continue
+            seen.add(pair)
+            scored = score_occurrence(view, c, cfg)
+            if scored is None or not scored.linked:
+                continue
+            a, b = scored.a, scored.b
+            refs = (a.agency, a.incident_id, b.agency, b.incident_id, "SAME_OCCURRENCE")
+            if refs in self._emitted_pairs:
+                continue
+            created = max(a.occurred_ms, b.occurred_ms)
+            self._emitted_pairs.add(refs, created)
+            out.correlations.append(to_correlation_record(scored, created))
+            self.counters["occurrence_matches"] += 1
 
     def _emit_alert(self, alert: dict[str, Any] | None, at_ms: int, out: Outputs) -> None:
         if alert is None or alert["identifier"] in self._emitted_alerts:
@@ -439,7 +490,10 @@ class CaseStage:
                     or (view.version_ms, view.event_id) > (known.version_ms, known.event_id)
                 ):
                     self._views[ref] = view
-            events = self.tracker.link(a, b, cid, at, (str(ia["event_id"]), str(ib["event_id"])))
+            events = self.tracker.link(
+                a, b, cid, at, (str(ia["event_id"]), str(ib["event_id"])),
+                record.get("match_kind", "IDENTITY"),
+            )  # fmt: skip
             out.case_events.extend(events)
             if events and self._detectors:
                 self._case_alerts(events[-1]["case_id"], at, out)

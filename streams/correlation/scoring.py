@@ -57,6 +57,9 @@ EvidenceKind = Literal[
     "OTHER",
 ]
 """The EvidenceKind symbols of schemas/Correlation.avsc."""
+MatchKind = Literal["IDENTITY", "SAME_OCCURRENCE"]
+"""The MatchKind symbols of schemas/Correlation.avsc: the same subject on both sides, or
+two agencies' reports of one occurrence (``streams.correlation.occurrence``)."""
 SHARED_KIND: dict[str, EvidenceKind] = {
     "PERSON": "SHARED_PERSON",
     "VEHICLE": "SHARED_VEHICLE",
@@ -152,6 +155,7 @@ class ScoredPair:
     score: float
     threshold: float
     evidence: tuple[Evidence, ...]
+    match_kind: MatchKind = "IDENTITY"
 
     @property
     def linked(self) -> bool:
@@ -160,8 +164,8 @@ class ScoredPair:
 
     @property
     def correlation_id(self) -> str:
-        """Deterministic id of the pair (``correlation_id``)."""
-        return correlation_id(self.a.ref, self.b.ref)
+        """Deterministic id of the pair and match kind (``correlation_id``)."""
+        return correlation_id(self.a.ref, self.b.ref, self.match_kind)
 
     @property
     def created_ms(self) -> int:
@@ -169,10 +173,13 @@ class ScoredPair:
         return max(self.a.occurred_ms, self.b.occurred_ms)
 
 
-def correlation_id(x: Ref, y: Ref) -> str:
-    """Hex SHA-256 of the two refs in canonical order: replays and both orders agree."""
+def correlation_id(x: Ref, y: Ref, match_kind: MatchKind = "IDENTITY") -> str:
+    """Hex SHA-256 of the two refs in canonical order (and the match kind, unless
+    IDENTITY, whose ids predate the kinds): replays and both orders agree."""
     a, b = (x, y) if x <= y else (y, x)
-    return stable_id("correlation", a[0], a[1], b[0], b[1])
+    if match_kind == "IDENTITY":
+        return stable_id("correlation", a[0], a[1], b[0], b[1])
+    return stable_id("correlation", a[0], a[1], b[0], b[1], match_kind)
 
 
 def cross_jurisdiction(a: IncidentView, b: IncidentView) -> bool:
@@ -330,4 +337,5 @@ def to_correlation_record(pair: ScoredPair, created_ms: int | None = None) -> di
             {"kind": e.kind, "weight": e.weight, "detail": e.detail} for e in pair.evidence
         ],
         "created_at": pair.created_ms if created_ms is None else created_ms,
+        "match_kind": pair.match_kind,
     }

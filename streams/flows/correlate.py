@@ -88,7 +88,7 @@ class Router:
 
     def __post_init__(self) -> None:
         self._alerts = Correlator(self.config)
-        self._tokens_only = self.config.prune_spatial and not self.config.spatial_can_link()
+        self._tokens_only = not self.config.routes_spatial()
 
     def route(
         self, decoded: Sequence[tuple[str, str, dict[str, Any]]]

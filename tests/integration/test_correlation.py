@@ -108,13 +108,14 @@ def _run(
 
 
 def _assert_ground_truth(settings: Settings, truth: Truth) -> None:
-    """ClickHouse holds exactly the true links and cases."""
+    """ClickHouse holds exactly the true links, double reports and cases."""
     client = get_client(settings)
     try:
-        links, cases = read_predictions(client)
+        links, cases, doubles = read_predictions(client)
     finally:
         client.close()
     assert links == set(truth.links)
+    assert doubles == set(truth.double_reports) and doubles
     assert sorted(sorted(c) for c in cases) == sorted(sorted(c.incidents) for c in truth.cases)
 
 

@@ -11,6 +11,7 @@ from streams.correlation.bench import Generator
 from streams.correlation.blocking import blocking_keys
 from streams.correlation.engine import HOUR_MS, CaseStage, Correlator, CorrelatorConfig, Outputs
 from streams.correlation.model import IncidentView, Ref, to_wire
+from streams.correlation.occurrence import OccurrenceConfig
 from streams.correlation.patterns import PatternConfig
 from streams.correlation.scoring import ScoringConfig, correlation_id
 from tests.unit.test_correlation_support import (
@@ -61,13 +62,21 @@ def test_a_shared_token_across_the_boundary_links_once() -> None:
     assert correlator.counters["correlations"] == 2
 
 
-def test_hard_negatives_are_not_linked_and_space_time_is_not_searched_by_default() -> None:
+def test_hard_negatives_are_not_linked_and_space_time_is_not_scored_for_identity() -> None:
     tags = ("motorbike", "night")
     a = view("cantho", "CT-1", at=CANTHO_EDGE, t=T0, mo=tags, tokens=(V,))
     b = view("angiang", "AG-1", at=ANGIANG_EDGE, t=T0 + HOUR, mo=tags, tokens=(P,))
     correlator = Correlator(CONFIG)
     out = correlator.process(items(a, b))
     assert out.correlations == []
+    # the space-time items are searched for double reports only: no identity pair scored
+    assert correlator.counters["pairs_scored"] == 0
+    assert correlator.counters["spatial_skipped"] == 0
+
+    without_occurrences = replace(CONFIG, occurrence=OccurrenceConfig(enabled=False))
+    assert not without_occurrences.routes_spatial()
+    correlator = Correlator(without_occurrences)
+    assert correlator.process(items(a, b)).correlations == []
     assert correlator.counters["spatial_skipped"] >= 2 and correlator.counters["pairs_scored"] == 0
 
 

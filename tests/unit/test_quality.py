@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,8 @@ class FakeClient:
 def test_evaluate_clickhouse_reads_correlations_and_case_members() -> None:
     client = FakeClient(
         {
-            "correlations": [(*a, *b) for a, b in PREDICTED_LINKS],
+            "correlations": [(*a, *b, "IDENTITY") for a, b in PREDICTED_LINKS]
+            + [(*A9, *C1, "SAME_OCCURRENCE"), (*A3, *C9, "SAME_OCCURRENCE")],
             "case_members": [
                 (f"case-{n}", agency, incident_id)
                 for n, case in enumerate(PREDICTED_CASES)
@@ -145,10 +146,27 @@ def test_evaluate_clickhouse_reads_correlations_and_case_members() -> None:
             ],
         }
     )
-    report = evaluate_clickhouse(client, tiny_truth())  # type: ignore[arg-type]
+    truth = replace(
+        tiny_truth(),
+        double_reports=frozenset({pair(A9, C1)}),
+        near_misses={"same_agency": (pair(A1, A2),), "another_day": (pair(A3, C9),)},
+    )
+    report = evaluate_clickhouse(client, truth)  # type: ignore[arg-type]
     assert client.queries == [CORRELATIONS_SQL, CASE_MEMBERS_SQL]
+    # the same-occurrence rows are scored apart from the identity links
     assert report.links.precision == pytest.approx(3 / 5)
     assert report.cases.completeness == pytest.approx(5 / 6)
+    assert report.double_reports is not None
+    assert (report.double_reports.tp, report.double_reports.fp) == (1, 1)
+    assert report.near_miss_links == {"another_day": 1, "same_agency": 0}
+    text = format_report(report)
+    assert "double reports (same occurrence)" in text and "1 another_day" in text
+    assert load_truth_text(truth) == truth
+
+
+def load_truth_text(truth: Truth) -> Truth:
+    """``truth`` written as a truth file and read back."""
+    return Truth.from_json(truth.to_json())
 
 
 def test_evaluate_clickhouse_without_the_tables_says_what_to_do() -> None:

@@ -296,19 +296,50 @@ def test_truth_is_exactly_the_shared_tokens_across_jurisdictions_within_the_wind
     assert expected == set(truth.links)
 
 
-def test_cases_are_the_components_of_the_links(written: Written) -> None:
+def test_cases_are_the_components_of_the_links_and_double_reports(written: Written) -> None:
     truth = written.scenario.truth
     member_of = {ref: case.case_id for case in truth.cases for ref in case.incidents}
     assert sum(len(case.incidents) for case in truth.cases) == len(member_of)
-    for a, b in truth.links:
+    joined = set(truth.links) | set(truth.double_reports)
+    for a, b in joined:
         assert member_of[a] == member_of[b]
-    linked = {ref for link in truth.links for ref in link}
-    assert set(member_of) == linked
+    assert set(member_of) == {ref for link in joined for ref in link}
     group_of = {ref: group for group, refs in truth.groups.items() for ref in refs}
     for case in truth.cases:
         assert len(case.incidents) >= 2
-        assert case.group_id == group_of[case.incidents[0]]  # every case comes from a group
+        if any(ref in group_of for ref in case.incidents):
+            assert case.group_id == group_of[next(r for r in case.incidents if r in group_of)]
+        else:  # only a double report (or two) makes a case no group made
+            assert case.group_id is None
+            assert any(pair in truth.double_reports for pair in _pairs_of(case.incidents))
         assert len({agency for agency, _ in case.incidents}) >= 2
+
+
+def _pairs_of(refs: tuple[tuple[str, str], ...]) -> list[tuple[tuple[str, str], ...]]:
+    return [(a, b) for n, a in enumerate(refs) for b in refs[n + 1 :]]
+
+
+def test_double_reports_and_near_misses_are_what_the_truth_says(written: Written) -> None:
+    scenario = written.scenario
+    truth = scenario.truth
+    by_ref = {inc.ref: inc for inc in scenario.incidents}
+    assert truth.double_reports and truth.counts["double_reports"] == len(truth.double_reports)
+    for a, b in truth.double_reports:
+        x, y = by_ref[a], by_ref[b]
+        assert x.agency != y.agency
+        assert abs(x.occurred_ms - y.occurred_ms) < 15 * 60_000
+        assert haversine_km(x.spot.lat, x.spot.lon, y.spot.lat, y.spot.lon) < 0.3
+        assert x.category == y.category or "OTHER" in (x.category, y.category)
+    misses = truth.near_misses
+    assert set(misses) == {"another_day", "another_category", "same_agency"}
+    assert all(misses.values())
+    for a, b in misses["same_agency"]:
+        assert a[0] == b[0]
+    for a, b in misses["another_day"]:
+        assert abs(by_ref[a].occurred_ms - by_ref[b].occurred_ms) >= 24 * 3_600_000
+    for a, b in misses["another_category"]:
+        assert "TRAFFIC" in (by_ref[a].category, by_ref[b].category)
+        assert by_ref[a].category != by_ref[b].category
 
 
 def test_every_group_operates_on_both_sides_and_makes_a_link(written: Written) -> None:

@@ -48,7 +48,13 @@ class ScenarioConfig:
     """Distance from its anchor on the boundary within which a group operates."""
     hard_negative_rate: float = 0.02
     """Share of incidents that are hard-negative twins: in the other jurisdiction, < 2 km and
-    < 3 h from another incident, same category, different subjects and modus operandi."""
+    45 min to 3 h from another incident, same category, different subjects and modus
+    operandi (closer in time, a same-category twin is what a double report looks like)."""
+    double_report_rate: float = 0.01
+    """Share of incidents that are one of two agencies' reports of one occurrence on the
+    boundary (a double report: < 300 m and < 15 min apart across the boundary); as many
+    again are its near misses (the same place on another day, another category next door,
+    one agency's two reports)."""
     lookalike_plate_rate: float = 0.005
     """Share of incidents with a plate one character off a group vehicle's plate."""
     duplicate_rate: float = 0.01
@@ -81,6 +87,7 @@ class ScenarioConfig:
             "border_share",
             "repeat_offender_share",
             "hard_negative_rate",
+            "double_report_rate",
             "lookalike_plate_rate",
             "duplicate_rate",
             "late_rate",

@@ -72,6 +72,17 @@ HARD_NEGATIVE_KM: Final = 1.9
 """Hard-negative twins lie within this distance of their base (the definition says < 2 km)."""
 HARD_NEGATIVE_MS: Final = int(2.9 * HOUR_MS)
 """... and within this time of it (the definition says < 3 h)."""
+HARD_NEGATIVE_MIN_MS: Final = 45 * 60_000
+"""... and at least this far in time: a same-category report across the boundary minutes
+and metres away is, by every observable, the other agency's report of the same occurrence
+(a double report), not a negative."""
+DOUBLE_REPORT_KM: Final = 0.3
+"""Two agencies' reports of one occurrence lie within this distance of each other ..."""
+DOUBLE_REPORT_MS: Final = 15 * 60_000
+"""... and their occurred_at times within this much."""
+NEAR_MISS_KINDS: Final = ("another_day", "another_category", "same_agency")
+"""The near misses of a double report: the same place 1-6 days later, an unrelated category
+next door at the same time, the same agency's second report (all must not match)."""
 _LANDMARKS: Final = (
     "Gan ben pha",
     "Gan cho",
@@ -116,6 +127,10 @@ class _Builder:
         self.window_ms = int(config.window_hours * HOUR_MS)
         self.incidents: list[Incident] = []
         self.hard_negatives: list[tuple[Incident, Incident]] = []
+        self.double_reports: list[tuple[Incident, Incident]] = []
+        self.near_misses: dict[str, list[tuple[Incident, Incident]]] = {
+            kind: [] for kind in NEAR_MISS_KINDS
+        }
         self.lookalikes: list[tuple[Incident, Incident, int, int]] = []
         self.repeat_offenders = 0
         self._serial = 0
@@ -215,6 +230,7 @@ class _Builder:
         self._groups()
         self._hard_negative_pairs(round(config.incidents * config.hard_negative_rate))
         self._lookalike_plates(round(config.incidents * config.lookalike_plate_rate))
+        self._double_reports(round(config.incidents * config.double_report_rate / 2))
         self._ordinary()
         self._number()
         self._delays()
@@ -380,13 +396,99 @@ class _Builder:
             ]
             twin = self._make(
                 twin_spot,
-                self._near_time(base.occurred_ms, 5 * MINUTE_MS, HARD_NEGATIVE_MS),
+                self._near_time(base.occurred_ms, HARD_NEGATIVE_MIN_MS, HARD_NEGATIVE_MS),
                 category,
                 subjects,
                 mo_tags(rng, category, rng.randint(1, 2), exclude=base.mo),
                 "hard_negative",
             )
             self.hard_negatives.append((base, twin))
+
+    def _double_reports(self, count: int) -> None:
+        """``count`` occurrences on the boundary reported by the agencies of both sides,
+        each followed by one near miss (kinds in turn, ``NEAR_MISS_KINDS``)."""
+        rng, places = self.rng, self.places
+        sides = [a for a in self.agency_ids if places.cells[(a, "near")]]
+        if count and not sides:
+            raise ConfigurationError("double reports need a shared boundary; set the rate to 0")
+        attempts = 0
+        while len(self.double_reports) < count:
+            attempts += 1
+            if attempts > 200 * count:
+                raise ConfigurationError("could not place double reports across the boundary")
+            spot = places.sample(rng, rng.choice(sides), "near")
+            twin_spot = places.around(
+                rng,
+                spot.lat,
+                spot.lon,
+                DOUBLE_REPORT_KM,
+                places.match(other_than=spot.agency, within_km=DOUBLE_REPORT_KM, of=spot),
+            )
+            if twin_spot is None:
+                continue
+            category = self.rhythm.category(rng)
+            occurred = self.rhythm.occurred_ms(rng, category)
+            tags = mo_tags(rng, category, 3)
+            # each side records what it saw: usually nobody (a brawl, a crash), sometimes
+            # the same person or vehicle (then it is an identity link as well)
+            shared = self._fresh_subjects(spot.agency, category) if rng.random() < 0.2 else []
+            base = self._make(
+                spot, occurred, category, shared, rng.sample(tags, rng.randint(1, len(tags))),
+                "double_report",
+            )  # fmt: skip
+            twin_category = category
+            if rng.random() < 0.1:
+                twin_category = "OTHER"  # the other side did not classify it
+            twin = self._make(
+                twin_spot,
+                self._near_time(occurred, 0, DOUBLE_REPORT_MS),
+                twin_category,
+                list(shared),
+                rng.sample(tags, rng.randint(1, len(tags))),
+                "double_report",
+            )
+            self.double_reports.append((base, twin))
+        placed = 0
+        while placed < count:
+            attempts += 1
+            if attempts > 400 * count:
+                raise ConfigurationError("could not place the near misses of double reports")
+            placed += self._near_miss(NEAR_MISS_KINDS[placed % len(NEAR_MISS_KINDS)], sides)
+
+    def _near_miss(self, kind: str, sides: list[str]) -> int:
+        """A report near the boundary and one that looks like its double report but is not
+        (``kind``, see ``NEAR_MISS_KINDS``); 1 when placed, 0 when the spot did not fit.
+        Each near miss has a base of its own, so it never lies next to a double report."""
+        rng, places = self.rng, self.places
+        spot = places.sample(rng, rng.choice(sides), "near")
+        near = DOUBLE_REPORT_KM
+        if kind == "same_agency":
+            test = places.match(agency=spot.agency, within_km=near, of=spot)
+        else:
+            test = places.match(other_than=spot.agency, within_km=near, of=spot)
+        miss_spot = places.around(rng, spot.lat, spot.lon, near, test)
+        if miss_spot is None:
+            return 0
+        category = self.rhythm.category(rng)
+        while kind == "another_category" and category in ("OTHER", "TRAFFIC"):
+            category = self.rhythm.category(rng)  # OTHER says nothing; TRAFFIC is the miss
+        occurred = self.rhythm.occurred_ms(rng, category)
+        base = self._make(
+            spot, occurred, category, self._fresh_subjects(spot.agency, category),
+            mo_tags(rng, category, rng.randint(1, 2)), "near_miss",
+        )  # fmt: skip
+        miss_category, moment = category, self._near_time(occurred, 0, DOUBLE_REPORT_MS)
+        if kind == "another_day":
+            moment = self._near_time(occurred, DAY_MS, 6 * DAY_MS)
+        elif kind == "another_category":
+            miss_category = "TRAFFIC"  # an accident next door: unrelated to every category
+        miss = self._make(
+            miss_spot, moment, miss_category,
+            self._fresh_subjects(miss_spot.agency, miss_category),
+            mo_tags(rng, miss_category, rng.randint(1, 2)), "near_miss",
+        )  # fmt: skip
+        self.near_misses[kind].append((base, miss))
+        return 1
 
     def _lookalike_plates(self, count: int) -> None:
         rng, places, ids = self.rng, self.places, self.ids
@@ -573,8 +675,9 @@ class _Builder:
         links = true_links(
             ((inc.ref, inc.occurred_ms, inc.entities) for inc in self.incidents), self.window_ms
         )
+        double_reports = {pair(a.ref, b.ref) for a, b in self.double_reports}
         group_of = {inc.ref: inc.group for inc in self.incidents if inc.group is not None}
-        cases = true_cases(links, group_of)
+        cases = true_cases(links | double_reports, group_of)
         groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for ref, group in group_of.items():
             groups[group].append(ref)
@@ -593,6 +696,8 @@ class _Builder:
             "cases": len(cases),
             "groups": len(groups),
             "hard_negatives": len(self.hard_negatives),
+            "double_reports": len(double_reports),
+            **{f"near_misses.{k}": len(v) for k, v in self.near_misses.items()},
             "lookalikes": len(self.lookalikes),
             "repeat_offenders": self.repeat_offenders,
             "border_zone_incidents": sum(inc.spot.border for inc in self.incidents),
@@ -610,6 +715,11 @@ class _Builder:
             cases=tuple(cases),
             groups={group: tuple(sorted(refs)) for group, refs in sorted(groups.items())},
             hard_negatives=tuple(sorted(pair(a.ref, b.ref) for a, b in self.hard_negatives)),
+            double_reports=frozenset(double_reports),
+            near_misses={
+                kind: tuple(sorted(pair(a.ref, b.ref) for a, b in found))
+                for kind, found in self.near_misses.items()
+            },
             lookalikes=tuple(sorted(pair(a.ref, b.ref) for a, b, _, _ in self.lookalikes)),
             counts=counts,
             parameters=parameters,

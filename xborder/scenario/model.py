@@ -21,9 +21,12 @@ from xborder.scenario.truth import Ref, Truth
 Progress = Callable[[int, int], None]
 """Progress callback: ``progress(n_done, n_total)``."""
 
-IncidentKind = Literal["background", "repeat", "group", "hard_negative", "lookalike"]
+IncidentKind = Literal[
+    "background", "repeat", "group", "hard_negative", "lookalike", "double_report", "near_miss"
+]
 """Why an incident exists: ordinary, repeat offender, cross-border group, hard-negative
-twin (or its standalone base, marked background), lookalike plate."""
+twin (or its standalone base, marked background), lookalike plate, one of two agencies'
+reports of one occurrence, a double report's near miss."""
 Delay = Literal["normal", "out_of_order", "late"]
 """Publication delay class: 1-10 min, 10-60 min, 1 h to ``max_lateness``."""
 

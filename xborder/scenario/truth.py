@@ -15,8 +15,13 @@ Definition (the scenario generator plants it; ``xborder.quality`` scores against
   entity has exactly one token (one identifier, one key), so a true link always shares a
   token in the published events; conversely two incidents that share a token share the
   entity. Lookalike plates are different vehicles with different tokens: no link.
-- True **cases** are the connected components of the true links, with the id of the
-  cross-border group whose entities made them (``None`` for a case no group made).
+- A true **double report** is a pair of two agencies' reports of one occurrence on the
+  boundary (planted by the generator: < 300 m and < 15 min apart, the same category or
+  one side's OTHER), whether or not they record a subject. Its near misses (the same place
+  on another day, an unrelated category next door, one agency's second report) are not.
+- True **cases** are the connected components of the true links and double reports, with
+  the id of the cross-border group whose entities made them (``None`` for a case no group
+  made).
 - Duplicate events (the same event published again, same ``event_id``) are the same
   incident and add nothing; malformed lines are not incidents and are not in the truth.
   Late and out-of-order publication changes nothing: the truth depends on ``occurred_at``.
@@ -47,8 +52,9 @@ TRUTH_FORMAT: Final = "xborder-truth/1"
 DEFINITION: Final = (
     "link: unordered pair of incidents (agency, incident_id) in different jurisdictions, "
     "occurred_at at most window_hours apart, sharing at least one real-world entity "
-    "(person, vehicle, phone; each has exactly one token); case: connected component of "
-    "the links; duplicates add nothing, malformed lines are not incidents"
+    "(person, vehicle, phone; each has exactly one token); double report: two agencies' "
+    "reports of one occurrence; case: connected component of the links and double "
+    "reports; duplicates add nothing, malformed lines are not incidents"
 )
 
 
@@ -131,6 +137,11 @@ class Truth:
     groups: Mapping[str, tuple[Ref, ...]] = field(default_factory=dict)
     hard_negatives: tuple[Pair, ...] = ()
     lookalikes: tuple[Pair, ...] = ()
+    double_reports: frozenset[Pair] = frozenset()
+    """Pairs of two agencies' reports of one occurrence (the SAME_OCCURRENCE truth)."""
+    near_misses: Mapping[str, tuple[Pair, ...]] = field(default_factory=dict)
+    """Pairs that look like double reports but are not, by kind (another_day,
+    another_category, same_agency)."""
     counts: Mapping[str, int] = field(default_factory=dict)
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
@@ -168,6 +179,14 @@ class Truth:
             ),
             f'  "hard_negatives": {block([_pair_json(p) for p in self.hard_negatives])}',
             f'  "lookalikes": {block([_pair_json(p) for p in self.lookalikes])}',
+            '  "double_reports": ' + block([_pair_json(p) for p in sorted(self.double_reports)]),
+            '  "near_misses": '
+            + block(
+                [
+                    {"kind": kind, "pairs": [_pair_json(p) for p in pairs]}
+                    for kind, pairs in sorted(self.near_misses.items())
+                ]
+            ),
         ]
         return "{\n" + ",\n".join(parts) + "\n}\n"
 
@@ -198,6 +217,13 @@ class Truth:
                     pair(_ref(a), _ref(b)) for a, b in raw.get("hard_negatives", [])
                 ),
                 lookalikes=tuple(pair(_ref(a), _ref(b)) for a, b in raw.get("lookalikes", [])),
+                double_reports=frozenset(
+                    pair(_ref(a), _ref(b)) for a, b in raw.get("double_reports", [])
+                ),
+                near_misses={
+                    m["kind"]: tuple(pair(_ref(a), _ref(b)) for a, b in m["pairs"])
+                    for m in raw.get("near_misses", [])
+                },
                 counts=dict(raw.get("counts", {})),
                 parameters=dict(raw.get("parameters", {})),
             )
