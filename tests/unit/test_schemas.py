@@ -33,6 +33,9 @@ MESSAGE_RECORDS = {
     "Verdict",
     "Correlation",
     "CaseEvent",
+    "CaseConclusion",
+    "CaseReport",
+    "IncidentRelease",
     "Alert",
     "DeadLetter",
 }
