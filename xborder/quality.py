@@ -29,7 +29,7 @@ predictions but true links: nothing correct was claimed).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -261,9 +261,17 @@ def read_predictions(client: Client) -> tuple[set[Pair], list[list[Ref]], set[Pa
     return links, [members[case_id] for case_id in sorted(members)], doubles
 
 
-def evaluate_clickhouse(client: Client, truth: Truth) -> Report:
-    """Score the correlations and cases stored in ClickHouse against ``truth``."""
+def evaluate_clickhouse(
+    client: Client, truth: Truth, ignore: Callable[[Ref], bool] | None = None
+) -> Report:
+    """Score the correlations and cases stored in ClickHouse against ``truth``; ``ignore``
+    drops incidents that are not part of the scenario (with their links and case
+    memberships), such as a benchmark's own probe incidents."""
     links, cases, doubles = read_predictions(client)
+    if ignore is not None:
+        links = {p for p in links if not (ignore(p[0]) or ignore(p[1]))}
+        doubles = {p for p in doubles if not (ignore(p[0]) or ignore(p[1]))}
+        cases = [kept for case in cases if (kept := [r for r in case if not ignore(r)])]
     return evaluate(links, cases, truth, doubles)
 
 

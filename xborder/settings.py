@@ -108,7 +108,7 @@ class CorrelationSettings(_Group):
     same_occurrence: bool = True
     """Match two agencies' reports of one occurrence (double reports) without a shared
     token; off, only identity links are made and space-time items are not routed."""
-    same_occurrence_radius_km: float = Field(default=0.5, gt=0.3, le=3.0)
+    same_occurrence_radius_km: float = Field(default=0.4, gt=0.3, le=3.0)
     """Reports further apart are never one occurrence (more than the 300 m of full
     distance weight, at most the 3 km blocking radius)."""
     same_occurrence_window_min: float = Field(default=30.0, gt=15)

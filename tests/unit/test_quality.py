@@ -186,3 +186,21 @@ def test_load_truth_round_trip_and_bad_files(tmp_path: Path) -> None:
     path.write_text('{"format": "xborder-truth/1", "links": 3}', encoding="utf-8")
     with pytest.raises(ConfigurationError, match="not a valid truth file"):
         load_truth(path)
+
+
+def test_evaluate_clickhouse_leaves_out_ignored_incidents() -> None:
+    probe = ("angiang", "LAT-0000001")
+    client = FakeClient(
+        {
+            "correlations": [(*a, *b, "IDENTITY") for a, b in PREDICTED_LINKS]
+            + [(*probe, *C1, "SAME_OCCURRENCE")],
+            "case_members": [("case-x", *probe), ("case-x", *C1)],
+        }
+    )
+    report = evaluate_clickhouse(
+        client,  # type: ignore[arg-type]
+        tiny_truth(),
+        ignore=lambda ref: ref[1].startswith("LAT-"),
+    )
+    assert report.double_reports is not None and report.double_reports.predicted == 0
+    assert report.cases.predicted_members == 1  # C1 stays, the probe incident is gone
