@@ -88,13 +88,17 @@ def spatial_key(lat: float, lon: float, cfg: BlockingConfig) -> str:
     return f"s:{math.floor(lon / lon_deg)}:{math.floor(lat / lat_deg)}"
 
 
-def spatial_keys(lat: float, lon: float, cfg: BlockingConfig) -> list[str]:
-    """The point's own coarse cell first, then each neighbour within ``radius_km``."""
+def spatial_keys(
+    lat: float, lon: float, cfg: BlockingConfig, radius_km: float | None = None
+) -> list[str]:
+    """The point's own coarse cell first, then each neighbour within ``radius_km`` (by
+    default the config's; a smaller search radius, such as the same-occurrence one, needs
+    fewer neighbours)."""
     if not (math.isfinite(lat) and math.isfinite(lon)):
         return []
     lat_deg, lon_deg = _grid(cfg.cell_km)
     cx, cy = math.floor(lon / lon_deg), math.floor(lat / lat_deg)
-    reach = cfg.radius_km * _SLACK + _SLACK_KM
+    reach = (cfg.radius_km if radius_km is None else radius_km) * _SLACK + _SLACK_KM
     # Distances to the west/east edges along the parallel (the shortest way to a meridian
     # there) and to the south/north edges (a latitude difference is exact).
     west, east = cx * lon_deg, (cx + 1) * lon_deg
@@ -125,13 +129,19 @@ def spatial_keys(lat: float, lon: float, cfg: BlockingConfig) -> list[str]:
     return keys
 
 
-def blocking_keys(view: IncidentView, cfg: BlockingConfig, spatial: bool = True) -> list[str]:
+def blocking_keys(
+    view: IncidentView,
+    cfg: BlockingConfig,
+    spatial: bool = True,
+    spatial_radius_km: float | None = None,
+) -> list[str]:
     """Every key of a view: one per strong token (in token order), then the spatial keys
-    (left out when ``spatial`` is False)."""
+    for ``spatial_radius_km`` (default the config's radius; left out when ``spatial`` is
+    False)."""
     strong = cfg.strong_kinds
     keys = [f"t:{kind}:{token}" for kind, token in view.tokens if kind in strong]
     if spatial:
-        keys.extend(spatial_keys(view.lat, view.lon, cfg))
+        keys.extend(spatial_keys(view.lat, view.lon, cfg, spatial_radius_km))
     return keys
 
 

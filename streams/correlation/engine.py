@@ -99,6 +99,13 @@ class CorrelatorConfig:
                 f"the blocking radius ({self.blocking.radius_km} km) that finds its candidates"
             )
 
+    def spatial_radius_km(self) -> float:
+        """The largest distance a space-time search covers: the blocking radius when
+        identity scoring can link without a token, else the same-occurrence radius."""
+        if not self.prune_spatial or self.spatial_can_link():
+            return self.blocking.radius_km
+        return self.occurrence.radius_km
+
     def routes_spatial(self) -> bool:
         """Whether space-time items are worth routing: some pair without a shared token
         can link (identity scoring or same-occurrence matching)."""
@@ -179,6 +186,9 @@ class Correlator:
         self._max_seen: int | None = None
         self._spatial = not cfg.prune_spatial or cfg.spatial_can_link()
         self._occurrence = cfg.occurrence if cfg.occurrence.enabled else None
+        # the fine grid's cell: the largest radius searched (the same-occurrence radius is
+        # much smaller than the identity search's; small cells hold few candidates)
+        self._fine_km = cfg.spatial_radius_km()
         self._spatial_span = max(
             cfg.spatial_search_span_ms() if self._spatial else 0,
             cfg.occurrence.window_ms if self._occurrence is not None else 0,
@@ -293,7 +303,7 @@ class Correlator:
         inside a jurisdiction, away from other agencies' reports, it reads nothing.
         """
         index = self.index
-        cx, cy = fine_cell(view.lat, view.lon, self.config.blocking.radius_km)
+        cx, cy = fine_cell(view.lat, view.lon, self._fine_km)
         group = (view.agency, view.jurisdiction)
         if not index.add((cx, cy, *group), view):
             return None
@@ -310,7 +320,7 @@ class Correlator:
         if not keys:
             return []
         found = index.candidates_in(keys, view, self._spatial_span)
-        radius = self.config.blocking.radius_km * 1.001  # the flat test gets a little slack:
+        radius = self._fine_km * 1.001  # the flat test gets a little slack:
         r2 = radius * radius  # the scoring measures the great-circle distance
         lat, lon = view.lat, view.lon
         kx = KM_PER_DEGREE * math.cos(math.radians(lat))

@@ -98,6 +98,8 @@ class Router:
         by_partition: dict[int, list[list[Any]]] = {}
         progress: dict[str, int] = {}
         views: list[IncidentView] = []
+        blocking, tokens_only = self.config.blocking, self._tokens_only
+        radius = self.config.spatial_radius_km()
         for source, record_name, value in decoded:
             if record_name not in INCIDENT_VIEW_RECORDS:
                 continue
@@ -107,7 +109,7 @@ class Router:
                 progress[source] = view.occurred_ms
             wire = to_wire(view)
             # space-time items that cannot reach the threshold are not worth sending
-            for key in blocking_keys(view, self.config.blocking, spatial=not self._tokens_only):
+            for key in blocking_keys(view, blocking, not tokens_only, radius):
                 by_partition.setdefault(partition_of(key, self.partitions), []).append([key, wire])
         return by_partition, progress, self._alerts.border_alerts(views)
 

@@ -60,7 +60,10 @@ def test_no_spatial_key_without_a_location() -> None:
     assert spatial_keys(float("nan"), 105.0, CFG) == []
 
 
-def test_points_within_the_radius_always_share_a_spatial_key() -> None:
+@pytest.mark.parametrize("radius_km", [None, 0.4])
+def test_points_within_the_radius_always_share_a_spatial_key(radius_km: float | None) -> None:
+    """Also for a smaller search radius (the same-occurrence one), with fewer neighbours."""
+    radius = CFG.radius_km if radius_km is None else radius_km
     rng = random.Random(42)
     lat_deg = CFG.cell_km / (EARTH_RADIUS_KM * math.pi / 180)
     for n in range(20_000):
@@ -70,11 +73,13 @@ def test_points_within_the_radius_always_share_a_spatial_key() -> None:
             row = math.floor(rng.uniform(9.6, 11.0) / lat_deg)
             lat = (row + rng.choice((0.0, 1.0))) * lat_deg + rng.uniform(-0.03, 0.03)
             lon = rng.uniform(104.7, 106.0)
-        km = CFG.radius_km * math.sqrt(rng.random())
+        km = radius * math.sqrt(rng.random())
         lat2, lon2 = destination(lat, lon, rng.uniform(0, 2 * math.pi), km)
-        assert haversine_km(lat, lon, lat2, lon2) <= CFG.radius_km + 1e-9
-        shared = set(spatial_keys(lat, lon, CFG)) & set(spatial_keys(lat2, lon2, CFG))
+        assert haversine_km(lat, lon, lat2, lon2) <= radius + 1e-9
+        mine = spatial_keys(lat, lon, CFG, radius_km)
+        shared = set(mine) & set(spatial_keys(lat2, lon2, CFG, radius_km))
         assert shared, (lat, lon, lat2, lon2, km)
+        assert set(mine) <= set(spatial_keys(lat, lon, CFG))  # never more than the default
 
 
 def test_fan_out_is_usually_one_and_at_most_four() -> None:

@@ -71,18 +71,22 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 LATENCY_PREFIX = "LAT-"
-"""Incident ids of the latency probe's incidents; the quality score leaves them out (they
-are clones placed at one time, so the agencies' clones match as double reports)."""
+"""Incident ids of the latency probe's incidents; the quality score leaves them out."""
+_PROBE_CATEGORIES = ("TRAFFIC", "THEFT", "DRUGS", "GAMBLING")
+"""Mutually unrelated categories: each agency's probe clones get one, so clones placed at
+one time near the boundary never match another agency's as double reports."""
 
 
 def _latency_events(documents: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     """``count`` fresh border-zone incidents cloned from ``documents``: new ids, times now,
-    no subjects (they raise border-zone alerts and must not link to the scenario's; they
-    do match each other as double reports, which the quality score leaves out)."""
+    no subjects and an unrelated category per agency (they raise border-zone alerts and
+    must link neither to the scenario's nor to each other)."""
     now_ms = int(time.time() * 1000)
+    agencies = sorted({doc["agency"] for doc in documents})
     out = []
     for n in range(count):
         doc = copy.deepcopy(documents[n % len(documents)])
+        doc["category"] = _PROBE_CATEGORIES[agencies.index(doc["agency"]) % 4]
         doc["event_id"] = str(uuid.uuid4())
         doc["incident_id"] = f"{LATENCY_PREFIX}{n:07d}-{uuid.uuid4().hex[:6]}"
         doc["subjects"] = []  # no shared tokens: these must not link to anything
