@@ -179,6 +179,16 @@ def from_wire(item: list[Any]) -> IncidentView:
         )
     (_, event_id, agency, incident_id, occurred, version, lat, lon, category, severity,
      flat, tags, jurisdiction, border, distance) = item  # fmt: skip
+    if not (
+        isinstance(event_id, str) and isinstance(agency, str) and isinstance(incident_id, str)
+        and type(occurred) is int and type(version) is int
+        and isinstance(lat, (int, float)) and isinstance(lon, (int, float))
+        and isinstance(category, str) and isinstance(severity, str)
+        and isinstance(flat, list) and isinstance(tags, list)
+        and (jurisdiction is None or isinstance(jurisdiction, str))
+        and (distance is None or isinstance(distance, (int, float)))
+    ):  # fmt: skip
+        raise ValueError(f"IncidentView wire list with a field of the wrong type: {item!r:.200}")
     it = iter(flat)
     return IncidentView(
         event_id,

@@ -49,6 +49,7 @@ from streams.correlation.blocking import blocking_keys
 from streams.correlation.engine import CaseStage, Correlator, CorrelatorConfig
 from streams.correlation.model import IncidentView, from_wire, to_wire, view_from_event
 from xborder.codec import AvroCodec
+from xborder.deadletter import DeadLetter
 from xborder.geo import Jurisdictions
 from xborder.topics import Topics
 
@@ -130,14 +131,21 @@ def _blocks_message(
 ) -> tuple[dict[str, int], list[tuple[str, IncidentView]]]:
     """Progress and items of a parsed blocks message; an incident sent under several keys
     to one partition becomes one view object."""
+    progress = message["s"]
+    if not isinstance(progress, dict) or not all(
+        isinstance(source, str) and type(moment) is int for source, moment in progress.items()
+    ):
+        raise ValueError("a blocks message's progress must map sources to event times")
     views: dict[str, IncidentView] = {}
     items = []
     for key, wire in message["i"]:
+        if not isinstance(key, str):
+            raise ValueError(f"a blocking key must be a string, got {key!r:.80}")
         view = views.get(wire[1])  # by event_id: one event, one view
         if view is None:
             view = views[wire[1]] = from_wire(wire)
         items.append((key, view))
-    return message["s"], items
+    return progress, items
 
 
 MAX_PACKED_BYTES = 512 * 1024
@@ -232,12 +240,34 @@ def _links_message(
         watermarks = {int(message["p"]): message["w"]}
     else:
         watermarks = {int(p): w for p, w in message["w"].items()}
+    if not all(w is None or type(w) is int for w in watermarks.values()):
+        raise ValueError("a links message's watermarks must be event times or null")
     records = [codec.decode(base64.b64decode(c)).value for c in message["correlations"]]
     views = {}
     for wire in message["views"]:
         view = from_wire(wire)
         views[(view.agency, view.incident_id)] = view
     return watermarks, records, views
+
+
+INTERNAL_DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+"""What a malformed internal message raises while it is parsed (orjson's JSONDecodeError
+and the codec's InvalidRecordError are ValueErrors)."""
+
+
+def undecodable(event: faust.EventT, exc: Exception) -> DeadLetter:
+    """The dead letter of an internal message a stage cannot parse: nothing the worker
+    wrote, so a forged or corrupted record, kept with its position and reason."""
+    message = event.message
+    return DeadLetter(
+        message.key,
+        message.value,
+        "undecodable",
+        f"not a message of this stage: {type(exc).__name__}: {exc}",
+        message.topic,
+        message.partition,
+        message.offset,
+    )
 
 
 @dataclass
@@ -413,6 +443,7 @@ def register(
             "alerts",
             "too_late",
             "replayed",
+            "dead_letters",
             "blocks_batches",
             "links_batches",
         ),
@@ -462,6 +493,21 @@ def register(
             for r in records
         ]
 
+    async def send_dead_letters(rejected: Sequence[DeadLetter]) -> list[Any]:
+        """Dead-letter internal messages a stage could not parse; the stage goes on."""
+        pending = []
+        for letter in rejected:
+            logger.warning(
+                "%s dead-lettered (%s): %s", letter.position, letter.reason, letter.error
+            )
+            counters["dead_letters"] += 1
+            pending.append(
+                await producer.send(
+                    names.dead_letters, letter.key, letter.value, None, None, letter.headers()
+                )
+            )
+        return pending
+
     async def send_alerts(alerts: list[dict[str, Any]]) -> list[Any]:
         counters["alerts"] += len(alerts)
         return await publish_alerts(producer, codec, names, alerts)
@@ -498,15 +544,22 @@ def register(
         alerts: list[dict[str, Any]] = []
         views: dict[tuple[str, str], list[Any]] = {}
         applied = []
+        rejected: list[DeadLetter] = []
         too_late = 0
         for partition, batch in by_partition.items():
             state = correlator_for(partition)
             newest = 0
             watermark = None
+            good = []
             for event in batch:
                 if event.message.value is None:
                     continue  # an empty message has nothing to apply
-                progress, items = decode_blocks(event.message.value)
+                try:
+                    progress, items = decode_blocks(event.message.value)
+                except INTERNAL_DECODE_ERRORS as exc:
+                    rejected.append(undecodable(event, exc))
+                    continue
+                good.append(event)
                 watermark = state.advance(progress, config.allowed_lateness_ms)
                 outputs = state.engine.process(items, _or_none(watermark))
                 for record in outputs.correlations:
@@ -519,29 +572,30 @@ def register(
                 alerts.extend(outputs.alerts)
                 too_late += outputs.too_late
                 newest = max(newest, _newest_ms(items))
-            applied.append((partition, state, batch, newest, watermark))
+            applied.append((partition, state, batch, good, newest, watermark))
         # every stage batch sends the case stage each partition's watermark, with or
         # without new correlations, so its eviction never waits on a quiet partition
-        watermarks = {partition: watermark for partition, _, _, _, watermark in applied}
+        watermarks = {partition: watermark for partition, *_, watermark in applied}
         pending = await send_records(
             names.correlations, "Correlation", "correlation_id", correlations
         )
         for links_payload in encode_links(codec, watermarks, correlations, views):
             pending.append(await producer.send(names.links, None, links_payload, 0, None, None))
         pending.extend(await send_alerts(alerts))
+        pending.extend(await send_dead_letters(rejected))
         # Outputs must be durable before the batch is recorded as applied: a crash in
         # between then replays the batch and re-emits (same ids), never loses them.
         await asyncio.gather(*pending)
         counters["correlations"] += len(correlations)
         counters["too_late"] += too_late
         counters["blocks_batches"] += 1
-        for partition, state, batch, newest, watermark in applied:
+        for partition, state, batch, good, newest, watermark in applied:
             if blocks_state.states.get(partition) is not state:
                 # revoked while the outputs were being sent: the batch is not recorded,
                 # and this worker can no longer commit its offsets, so the partition's
                 # next owner applies it again
                 continue
-            for last, packed in chunk_applied(batch):
+            for last, packed in chunk_applied(good):
                 key = _Replayable.key(partition, last.message.offset)
                 with writing_for(last):
                     block_table[key] = packed
@@ -580,11 +634,18 @@ def register(
         alerts: list[dict[str, Any]] = []
         newest = 0
         watermark = None
+        rejected: list[DeadLetter] = []
+        good = []
         for event in events:
             message = event.message
             if message.value is None:
                 continue  # an empty message has nothing to apply
-            upstream, records, views = decode_links(codec, message.value)
+            try:
+                upstream, records, views = decode_links(codec, message.value)
+            except INTERNAL_DECODE_ERRORS as exc:
+                rejected.append(undecodable(event, exc))
+                continue
+            good.append(event)
             watermark = state.advance(upstream, 0)
             outputs = state.engine.process(records, views, _or_none(watermark))
             for index, case_event in enumerate(outputs.case_events):
@@ -594,12 +655,13 @@ def register(
             newest = max(newest, _newest_link_ms(records), *_known(upstream))
         pending = await send_records(names.cases, "CaseEvent", "case_id", case_events)
         pending.extend(await send_alerts(alerts))
+        pending.extend(await send_dead_letters(rejected))
         await asyncio.gather(*pending)  # durable before the batch is recorded as applied
         counters["case_events"] += len(case_events)
         counters["links_batches"] += 1
         if links_state.states.get(0) is not state:
             return  # revoked meanwhile: the next owner applies the batch again
-        for last, packed in chunk_applied(events):
+        for last, packed in chunk_applied(good):
             key = _Replayable.key(0, last.message.offset)
             with writing_for(last):
                 link_table[key] = packed
