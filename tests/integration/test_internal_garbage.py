@@ -56,9 +56,9 @@ def test_garbage_on_blocks_and_links_is_dead_lettered_and_correlation_goes_on(
         links = consume_all(bootstrap, topics.correlations, 1, timeout_s=60)
         letters = consume_all(bootstrap, topics.dead_letters, len(garbage), timeout_s=60)
         assert pipeline.processes["worker-0"].poll() is None, "the worker died"
-    refs = {
-        (codec.decode(r.value).value["incident_a"]["incident_id"]) for r in links
-    } | {codec.decode(r.value).value["incident_b"]["incident_id"] for r in links}
+    refs = {(codec.decode(r.value).value["incident_a"]["incident_id"]) for r in links} | {
+        codec.decode(r.value).value["incident_b"]["incident_id"] for r in links
+    }
     assert {first["incident_id"], second["incident_id"]} <= refs  # correlation went on
     assert sorted(r.value for r in letters) == sorted(m.value for m in garbage)
     for record in letters:
