@@ -42,11 +42,19 @@ def test_two_agencies_reports_of_one_brawl_match_without_a_token() -> None:
     assert scored.correlation_id == correlation_id(a.ref, b.ref, "SAME_OCCURRENCE")
 
 
-def test_one_sides_other_category_still_matches_but_disjoint_tags_with_it_do_not() -> None:
+def test_one_sides_other_category_matches_and_its_tags_are_not_held_against_it() -> None:
     a = brawl("cantho")
     assert score_occurrence(a, brawl("angiang", category="OTHER"), OCCURRENCE).linked  # type: ignore[union-attr]
-    other_tags = brawl("angiang", category="OTHER", mo=("karaoke",))
-    assert not score_occurrence(a, other_tags, OCCURRENCE).linked  # type: ignore[union-attr]
+    other_tags = score_occurrence(
+        a, brawl("angiang", category="OTHER", mo=("karaoke",)), OCCURRENCE
+    )
+    assert other_tags is not None and other_tags.linked
+    assert "MODUS_OPERANDI" not in [e.kind for e in other_tags.evidence]
+    # classified alike, differing tags count against: with less time evidence, no match
+    later = brawl("angiang", T0 + 20 * MINUTE, mo=("karaoke",))
+    scored = score_occurrence(a, later, OCCURRENCE)
+    assert scored is not None and not scored.linked
+    assert ("MODUS_OPERANDI", -1.0) in [(e.kind, e.weight) for e in scored.evidence]
 
 
 def test_near_misses_are_not_candidates_or_stay_below_the_threshold() -> None:
