@@ -38,6 +38,7 @@ def create_worker_app(settings: Settings) -> faust.App:
         region=agencies.region,
         max_future_skew=timedelta(seconds=settings.contract.max_future_skew_s),
         max_bytes=settings.contract.max_message_bytes,
+        max_subjects=settings.contract.max_subjects,
     )
     router = None
     if settings.correlation.enabled:

@@ -39,6 +39,7 @@ class EventEncoder:
             region=agencies.region,
             max_future_skew=timedelta(seconds=settings.contract.max_future_skew_s),
             max_bytes=settings.contract.max_message_bytes,
+            max_subjects=settings.contract.max_subjects,
         )
 
     def encode(

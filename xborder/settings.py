@@ -92,6 +92,9 @@ class ContractSettings(_Group):
     """How far in the future an event's timestamps may lie (clock skew allowance)."""
     max_message_bytes: int = Field(default=1_000_000, gt=0)
     """Largest encoded event accepted."""
+    max_subjects: int = Field(default=50, ge=1)
+    """Most subjects one event may carry: each strong token is a blocking key and a routed
+    item, so this bounds what one event can cost the correlator."""
 
 
 class CorrelationSettings(_Group):

@@ -41,6 +41,7 @@ class EventRules:
     region: Region
     max_future_skew: timedelta
     max_bytes: int = 1_000_000
+    max_subjects: int = 50
 
     def check_incident(self, value: dict[str, Any], now: datetime | int) -> None:
         """Raise InvalidRecordError for an incident event that breaks a rule; ``now`` is a
@@ -74,7 +75,14 @@ class EventRules:
                 raise _fail(
                     "occurred_at", "is after reported_at; an incident is reported after it happens"
                 )
-        assert_subjects(value.get("subjects") or ())
+        subjects = value.get("subjects") or ()
+        if len(subjects) > self.max_subjects:
+            raise _fail(
+                "subjects",
+                f"{len(subjects)} subjects > limit {self.max_subjects} "
+                "(XBORDER_CONTRACT__MAX_SUBJECTS); split the record or raise the limit",
+            )
+        assert_subjects(subjects)
 
 
 def _human(delta: timedelta) -> str:

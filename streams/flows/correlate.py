@@ -369,9 +369,24 @@ async def publish_blocks(
     """One ``correlation.blocks`` message per partition per batch: every partition hears
     every source's progress, so its watermark never waits on a source it got no item from."""
     for partition in range(partitions):
-        items = by_partition.get(partition, [])
-        payload = encode_blocks(progress, items)
-        await producer.send(names.blocks, None, payload, partition, None, None)
+        for payload in split_blocks(progress, by_partition.get(partition, [])):
+            await producer.send(names.blocks, None, payload, partition, None, None)
+
+
+def split_blocks(
+    progress: dict[str, int], items: list[list[Any]], max_bytes: int = MAX_PACKED_BYTES
+) -> list[bytes]:
+    """One partition's blocks messages for a batch: one message, or several of at most
+    about ``max_bytes`` when the items are larger (the broker refuses records over 1 MB).
+    Only the last carries the sources' progress, so the watermark moves after every item
+    of the batch has been applied, as with a single message."""
+    payload = encode_blocks(progress, items)
+    if len(payload) <= max_bytes or len(items) < 2:
+        return [payload]
+    half = len(items) // 2
+    return split_blocks({}, items[:half], max_bytes) + split_blocks(
+        progress, items[half:], max_bytes
+    )
 
 
 def store_options(write_buffer_mb: int, block_cache_mb: int) -> dict[str, int]:

@@ -12,9 +12,11 @@ from streams.correlation.engine import Correlator
 from streams.correlation.model import to_wire
 from streams.flows.correlate import (
     chunk_applied,
+    decode_blocks,
     decode_links,
     encode_blocks,
     encode_links,
+    split_blocks,
     unpack_applied,
 )
 from tests.unit.test_correlation_engine import CONFIG, generated, items, run
@@ -67,3 +69,20 @@ def test_links_split_under_the_limit_and_the_last_carries_the_watermarks() -> No
         for r in rs:
             for side in ("incident_a", "incident_b"):
                 assert (r[side]["agency"], r[side]["incident_id"]) in message_views
+
+
+def test_a_large_blocks_message_is_split_with_the_progress_on_the_last_part() -> None:
+    views = generated(3_000)
+    wire_items = [[key, to_wire(view)] for key, view in items(*views)]
+    progress = {"incidents.cantho:0": 123, "incidents.angiang:1": 456}
+    assert len(encode_blocks(progress, wire_items)) > 200_000
+
+    parts = split_blocks(progress, wire_items, max_bytes=200_000)
+
+    assert len(parts) > 1 and all(len(part) <= 200_000 for part in parts)
+    decoded = [decode_blocks(part) for part in parts]
+    assert [p for p, _ in decoded] == [{}] * (len(parts) - 1) + [progress]
+    keys = [key for _, part_items in decoded for key, _ in part_items]
+    assert keys == [key for key, _ in wire_items]  # every item once, in order
+    small = split_blocks(progress, wire_items[:3])
+    assert small == [encode_blocks(progress, wire_items[:3])]

@@ -168,3 +168,16 @@ def test_rules_give_the_same_verdicts_on_millisecond_timestamps(
             else:
                 with pytest.raises(InvalidRecordError, match=expected):
                     encoder.rules.check_incident(rules_input, now)
+
+
+def test_more_subjects_than_the_limit_are_refused_at_the_producer(
+    encoder: EventEncoder, event: dict[str, Any]
+) -> None:
+    subject = event["subjects"][0] if event.get("subjects") else None
+    assert subject is not None
+    event["subjects"] = [dict(subject) for _ in range(encoder.rules.max_subjects + 1)]
+    message = str(_rejection(encoder, event))
+    assert message.startswith(f"subjects: {encoder.rules.max_subjects + 1} subjects > limit")
+    assert "XBORDER_CONTRACT__MAX_SUBJECTS" in message
+    event["subjects"] = [dict(subject) for _ in range(encoder.rules.max_subjects)]
+    encoder.encode(event, now=NOW)  # the maximal event passes
