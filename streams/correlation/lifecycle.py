@@ -94,7 +94,7 @@ import copy
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from xborder.errors import ConfigurationError
 
@@ -198,6 +198,27 @@ class Outcome:
     def accepted(self) -> bool:
         """The input was applied (it may still have changed nothing visible)."""
         return self.rejection is None and not self.duplicate
+
+
+class Reject(Protocol):
+    """Refuses the input being applied: ``reject(reason, message, case_id=None)``."""
+
+    def __call__(
+        self, reason: RejectReason, message: str, case_id: str | None = None
+    ) -> Outcome: ...
+
+
+def _rejecter(input_kind: InputKind, event_id: str, agency: str, source_agency: str) -> Reject:
+    """The ``Reject`` of one input: every refusal names the input and where it came from."""
+
+    def reject(reason: RejectReason, message: str, case_id: str | None = None) -> Outcome:
+        return Outcome(
+            rejection=Rejection(
+                input_kind, event_id, agency, source_agency, case_id, reason, message
+            )
+        )
+
+    return reject
 
 
 # -- state --------------------------------------------------------------------------------
@@ -451,14 +472,7 @@ class CaseLifecycle:
         """Take an agency's verdict read from ``verdicts.<source_agency>``; returns the status
         change and, when it completes agreement, the CaseConclusion."""
         event_id, agency = _str(verdict["event_id"]), verdict["agency"]
-
-        def reject(reason: RejectReason, message: str, case_id: str | None = None) -> Outcome:
-            return Outcome(
-                rejection=Rejection(
-                    "Verdict", event_id, agency, source_agency, case_id, reason, message
-                )
-            )
-
+        reject = _rejecter("Verdict", event_id, agency, source_agency)
         if agency != source_agency:
             return reject("wrong-topic", self._wrong_topic("verdict", agency, source_agency))
         kind, target = verdict["target_kind"], verdict["target_id"]
@@ -490,10 +504,9 @@ class CaseLifecycle:
                 "unknown-target",
                 f"verdict {event_id}: target kind {kind!r} is not CASE or CORRELATION",
             )
-        if event_id in case.input_ids:
-            return Outcome(duplicate=True)
-        if agency not in case.agencies:
-            return reject("not-involved", self._not_involved(case, agency), case.case_id)
+        refused = self._admit(case, event_id, agency, reject)
+        if refused is not None:
+            return refused
         if case.status == "CONFIRMED":
             return reject(
                 "case-agreed",
@@ -537,24 +550,11 @@ class CaseLifecycle:
         """Take a report-to-superiors request; accepted only for an agreed case, it
         concludes the case (CaseEvent CONCLUDED with the conclusion text)."""
         event_id, agency = _str(report["event_id"]), report["agency"]
-
-        def reject(reason: RejectReason, message: str, case_id: str | None = None) -> Outcome:
-            return Outcome(
-                rejection=Rejection(
-                    "CaseReport", event_id, agency, source_agency, case_id, reason, message
-                )
-            )
-
-        if agency != source_agency:
-            return reject("wrong-topic", self._wrong_topic("report", agency, source_agency))
-        found = self._find(report["case_id"])
-        if isinstance(found, tuple):
-            return reject(*found, case_id=report["case_id"])
-        case = found
-        if event_id in case.input_ids:
-            return Outcome(duplicate=True)
-        if agency not in case.agencies:
-            return reject("not-involved", self._not_involved(case, agency), case.case_id)
+        reject = _rejecter("CaseReport", event_id, agency, source_agency)
+        admitted = self._case_input("report", report, source_agency, reject)
+        if isinstance(admitted, Outcome):
+            return admitted
+        case = admitted
         if case.status == "CONCLUDED":
             assert case.report is not None
             return reject(
@@ -615,24 +615,11 @@ class CaseLifecycle:
         """Take an owner's release of its incident's details to a case; returns the accepted
         IncidentRelease with its audience (the agencies that may now see the details)."""
         event_id, agency = _str(release["event_id"]), release["agency"]
-
-        def reject(reason: RejectReason, message: str, case_id: str | None = None) -> Outcome:
-            return Outcome(
-                rejection=Rejection(
-                    "IncidentRelease", event_id, agency, source_agency, case_id, reason, message
-                )
-            )
-
-        if agency != source_agency:
-            return reject("wrong-topic", self._wrong_topic("release", agency, source_agency))
-        found = self._find(release["case_id"])
-        if isinstance(found, tuple):
-            return reject(*found, case_id=release["case_id"])
-        case = found
-        if event_id in case.input_ids:
-            return Outcome(duplicate=True)
-        if agency not in case.agencies:
-            return reject("not-involved", self._not_involved(case, agency), case.case_id)
+        reject = _rejecter("IncidentRelease", event_id, agency, source_agency)
+        admitted = self._case_input("release", release, source_agency, reject)
+        if isinstance(admitted, Outcome):
+            return admitted
+        case = admitted
         ref = release["incident"]
         owner, incident_id = ref["agency"], ref["incident_id"]
         if owner != agency:
@@ -870,6 +857,29 @@ class CaseLifecycle:
             case.note(at, "agreed", conclusion_id=case.conclusion["conclusion_id"])
             emitted.append(Emit("CaseConclusion", case.case_id, copy.deepcopy(case.conclusion)))
         return tuple(emitted)
+
+    def _case_input(
+        self, what: str, record: Mapping[str, Any], source_agency: str, reject: Reject
+    ) -> _Case | Outcome:
+        """The case a report or release is about, or the outcome that ends it: read from
+        another agency's topic, about an unknown or merged case, a duplicate, or from an
+        agency not in the case."""
+        agency = record["agency"]
+        if agency != source_agency:
+            return reject("wrong-topic", self._wrong_topic(what, agency, source_agency))
+        found = self._find(record["case_id"])
+        if isinstance(found, tuple):
+            return reject(*found, case_id=record["case_id"])
+        return self._admit(found, _str(record["event_id"]), agency, reject) or found
+
+    def _admit(self, case: _Case, event_id: str, agency: str, reject: Reject) -> Outcome | None:
+        """None when an agency's input may act on ``case``; else its outcome: a redelivery
+        (duplicate), or a rejection because the agency has no incident in the case."""
+        if event_id in case.input_ids:
+            return Outcome(duplicate=True)
+        if agency not in case.agencies:
+            return reject("not-involved", self._not_involved(case, agency), case.case_id)
+        return None
 
     def _find(self, case_id: str) -> _Case | tuple[RejectReason, str]:
         case = self._cases.get(case_id)
