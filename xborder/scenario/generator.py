@@ -218,6 +218,16 @@ class _Builder:
             moment = base_ms - offset if later else base_ms + offset
         return min(max(moment, start), end - 1)
 
+    def _spot_near(self, spot: Spot, km: float, same_agency: bool = False) -> Spot | None:
+        """A spot less than ``km`` from ``spot``, in another jurisdiction (or in the same
+        one with ``same_agency``), or None if none was found."""
+        places = self.places
+        if same_agency:
+            test = places.match(agency=spot.agency, within_km=km, of=spot)
+        else:
+            test = places.match(other_than=spot.agency, within_km=km, of=spot)
+        return places.around(self.rng, spot.lat, spot.lon, km, test)
+
     def _sides_near(self, agency: str) -> list[str]:
         return [a for a in self.agency_ids if a != agency and self.places.cells[(a, "near")]]
 
@@ -371,13 +381,7 @@ class _Builder:
                 occurred = self.rhythm.occurred_ms(rng, category)
             else:
                 spot, category, occurred = base.spot, base.category, base.occurred_ms
-            twin_spot = places.around(
-                rng,
-                spot.lat,
-                spot.lon,
-                HARD_NEGATIVE_KM,
-                places.match(other_than=spot.agency, within_km=HARD_NEGATIVE_KM, of=spot),
-            )
+            twin_spot = self._spot_near(spot, HARD_NEGATIVE_KM)
             if twin_spot is None:
                 continue
             if base is None:
@@ -406,7 +410,7 @@ class _Builder:
 
     def _double_reports(self, count: int) -> None:
         """``count`` occurrences on the boundary reported by the agencies of both sides,
-        each followed by one near miss (kinds in turn, ``NEAR_MISS_KINDS``)."""
+        then ``count`` near misses (kinds in turn, ``NEAR_MISS_KINDS``)."""
         rng, places = self.rng, self.places
         sides = [a for a in self.agency_ids if places.cells[(a, "near")]]
         if count and not sides:
@@ -417,13 +421,7 @@ class _Builder:
             if attempts > 200 * count:
                 raise ConfigurationError("could not place double reports across the boundary")
             spot = places.sample(rng, rng.choice(sides), "near")
-            twin_spot = places.around(
-                rng,
-                spot.lat,
-                spot.lon,
-                DOUBLE_REPORT_KM,
-                places.match(other_than=spot.agency, within_km=DOUBLE_REPORT_KM, of=spot),
-            )
+            twin_spot = self._spot_near(spot, DOUBLE_REPORT_KM)
             if twin_spot is None:
                 continue
             category = self.rhythm.category(rng)
@@ -461,12 +459,7 @@ class _Builder:
         Each near miss has a base of its own, so it never lies next to a double report."""
         rng, places = self.rng, self.places
         spot = places.sample(rng, rng.choice(sides), "near")
-        near = DOUBLE_REPORT_KM
-        if kind == "same_agency":
-            test = places.match(agency=spot.agency, within_km=near, of=spot)
-        else:
-            test = places.match(other_than=spot.agency, within_km=near, of=spot)
-        miss_spot = places.around(rng, spot.lat, spot.lon, near, test)
+        miss_spot = self._spot_near(spot, DOUBLE_REPORT_KM, same_agency=kind == "same_agency")
         if miss_spot is None:
             return 0
         category = self.rhythm.category(rng)
