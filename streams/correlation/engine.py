@@ -40,7 +40,7 @@ de-duplicates by id; ``CaseStage`` does).
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,7 @@ from .patterns import (
     border_alerts,
 )
 from .scoring import (
+    ScoredPair,
     ScoringConfig,
     cross_jurisdiction,
     quick_score,
@@ -148,6 +149,20 @@ class Outputs:
     too_late: int = 0
     """Events (distinct event ids) of the batch that were too late to correlate."""
     case_events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _unseen(
+    view: IncidentView, candidates: Iterable[IncidentView], seen: set[tuple[str, str]]
+) -> Iterator[IncidentView]:
+    """The candidates not yet paired with ``view`` in this batch (pairs by event id, in
+    either order), each noted in ``seen``."""
+    own = view.event_id
+    for c in candidates:
+        other = c.event_id
+        pair = (own, other) if own < other else (other, own)
+        if pair not in seen:
+            seen.add(pair)
+            yield c
 
 
 class _Expiring:
@@ -349,14 +364,8 @@ class Correlator:
     ) -> None:
         scoring = self.config.scoring
         threshold = scoring.threshold
-        own = view.event_id
         scored = 0
-        for c in candidates:
-            other = c.event_id
-            pair = (own, other) if own < other else (other, own)
-            if pair in seen:
-                continue
-            seen.add(pair)
+        for c in _unseen(view, candidates, seen):
             score = quick_score(view, c, scoring)
             if score is None:
                 continue
@@ -367,12 +376,10 @@ class Correlator:
                 c, view)  # fmt: skip
             refs = (a.agency, a.incident_id, b.agency, b.incident_id)
             if refs in self._emitted_pairs:
-                continue
+                continue  # scored in full only when it is new
             full = score_pair(a, b, scoring)
             assert full is not None
-            created = max(a.occurred_ms, b.occurred_ms)
-            self._emitted_pairs.add(refs, created)
-            out.correlations.append(to_correlation_record(full, created))
+            self._emit_once(full, refs, out)
         self.counters["pairs_scored"] += scored
 
     def _occurrence_pairs(
@@ -384,24 +391,24 @@ class Correlator:
         out: Outputs,
     ) -> None:
         """Score ``view`` against the reports near it as possible double reports."""
-        own = view.event_id
-        for c in near:
-            other = c.event_id
-            pair = (own, other) if own < other else (other, own)
-            if pair in seen:
-                continue
-            seen.add(pair)
+        for c in _unseen(view, near, seen):
             scored = score_occurrence(view, c, cfg)
             if scored is None or not scored.linked:
                 continue
             a, b = scored.a, scored.b
             refs = (a.agency, a.incident_id, b.agency, b.incident_id, "SAME_OCCURRENCE")
-            if refs in self._emitted_pairs:
-                continue
-            created = max(a.occurred_ms, b.occurred_ms)
-            self._emitted_pairs.add(refs, created)
-            out.correlations.append(to_correlation_record(scored, created))
-            self.counters["occurrence_matches"] += 1
+            if self._emit_once(scored, refs, out):
+                self.counters["occurrence_matches"] += 1
+
+    def _emit_once(self, scored: ScoredPair, refs: Hashable, out: Outputs) -> bool:
+        """Emit a linked pair's Correlation unless ``refs`` (its incidents and kind) was
+        emitted within the window; whether it was emitted now."""
+        if refs in self._emitted_pairs:
+            return False
+        created = scored.created_ms
+        self._emitted_pairs.add(refs, created)
+        out.correlations.append(to_correlation_record(scored, created))
+        return True
 
     def _emit_alert(self, alert: dict[str, Any] | None, at_ms: int, out: Outputs) -> None:
         if alert is None or alert["identifier"] in self._emitted_alerts:
