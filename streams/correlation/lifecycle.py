@@ -99,6 +99,7 @@ from typing import Any, Literal, Protocol
 from xborder.errors import ConfigurationError
 
 from .model import stable_id, to_ms
+from .patterns import PatternConfig, alert_id, make_alert
 
 Status = Literal["PENDING_VERIFICATION", "DISPUTED", "CONFIRMED", "CONCLUDED"]
 """The CaseStatus symbols this machine sets."""
@@ -323,6 +324,11 @@ class CaseLifecycle:
 
     def __init__(self, config: LifecycleConfig | None = None) -> None:
         self.config = config or LifecycleConfig()
+        cfg = self.config
+        # the CAP sender fields of the escalation alerts, in the form make_alert takes
+        self._cap = PatternConfig(
+            sender=cfg.sender, status=cfg.alert_status, restriction=cfg.restriction
+        )
         self._cases: dict[str, _Case] = {}
         self._merged_into: dict[str, str] = {}
         self._case_of_correlation: dict[str, str] = {}
@@ -966,47 +972,34 @@ class CaseLifecycle:
         }
 
     def _escalation(self, case: _Case, due: int) -> dict[str, Any]:
-        cfg = self.config
         assert case.waiting_since is not None
         waited = due - case.waiting_since
         hours = f"{waited / _HOUR_MS:.1f} h"
         awaiting = self.awaiting(case.case_id)
         who = ", ".join(awaiting) if awaiting else "nobody"
         state = "disputed" if case.status == "DISPUTED" else "waiting for verification"
-        return {
-            "identifier": stable_id(
-                "alert", "VERIFICATION_OVERDUE", case.case_id, str(case.escalations)
-            ),
-            "sender": cfg.sender,
-            "sent": due,
-            "status": cfg.alert_status,
-            "msgType": "Alert",
-            "scope": "Restricted",
-            "restriction": cfg.restriction,
-            "addresses": [],
-            "references": [],
-            "category": "Security",
-            "event": "Joint verification overdue",
-            "urgency": "Immediate",
-            "severity": "Moderate",
-            "certainty": "Observed",
-            "headline": f"Case {_short(case.case_id)} {state} for {hours}; awaiting {who}",
-            "description": (
+        return make_alert(
+            "VERIFICATION_OVERDUE",
+            alert_id("VERIFICATION_OVERDUE", case.case_id, str(case.escalations)),
+            due,
+            self._cap,
+            event="Joint verification overdue",
+            urgency="Immediate",
+            severity="Moderate",
+            certainty="Observed",
+            headline=f"Case {_short(case.case_id)} {state} for {hours}; awaiting {who}",
+            description=(
                 f"Cross-border case {case.case_id} (version {case.version}, agencies "
                 f"{', '.join(case.agencies)}) has been {state} since its wait started "
                 f"{hours} ago; escalation {case.escalations}. Awaiting a confirmation from "
                 f"{who}."
             ),
-            "instruction": "Record a verdict on the case (confirm, reject or need more "
+            instruction="Record a verdict on the case (confirm, reject or need more "
             "information) or resolve the dispute with the other agency.",
-            "expires": None,
-            "area": {
-                "areaDesc": f"Incidents of cross-border case {_short(case.case_id)}",
-                "polygon": [],
-                "circle": [],
-            },
-            "alert_kind": "VERIFICATION_OVERDUE",
-            "case_id": case.case_id,
-            "correlation_ids": list(case.correlation_ids),
-            "target_agencies": case.agencies,
-        }
+            area_desc=f"Incidents of cross-border case {_short(case.case_id)}",
+            circle=None,
+            targets=case.agencies,
+            expires_ms=None,
+            case_id=case.case_id,
+            correlation_ids=case.correlation_ids,
+        )

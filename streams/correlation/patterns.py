@@ -94,14 +94,14 @@ def make_alert(
     description: str,
     instruction: str,
     area_desc: str,
-    circle: str,
+    circle: str | None,
     targets: Sequence[str],
     expires_ms: int | None,
     case_id: str | None = None,
     correlation_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """An ``Alert`` Avro datum with the fixed CAP fields (msgType Alert, scope Restricted,
-    category Security) filled in."""
+    category Security) filled in; ``circle`` None for an alert with no area circle."""
     return {
         "identifier": identifier,
         "sender": cfg.sender,
@@ -121,7 +121,11 @@ def make_alert(
         "description": description,
         "instruction": instruction,
         "expires": expires_ms,
-        "area": {"areaDesc": area_desc, "polygon": [], "circle": [circle]},
+        "area": {
+            "areaDesc": area_desc,
+            "polygon": [],
+            "circle": [] if circle is None else [circle],
+        },
         "alert_kind": kind,
         "case_id": case_id,
         "correlation_ids": list(correlation_ids),
