@@ -48,16 +48,6 @@ V1 = ("vinhlong", "V1")
 _ids = count(1)
 
 
-@pytest.fixture(scope="module")
-def store() -> SchemaStore:
-    return SchemaStore(SCHEMAS_DIR)
-
-
-@pytest.fixture(scope="module")
-def codec(store: SchemaStore) -> AvroCodec:
-    return AvroCodec(store)
-
-
 # -- input factories ----------------------------------------------------------------------
 
 

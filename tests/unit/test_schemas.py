@@ -50,16 +50,6 @@ HEX_TOKEN = re.compile(r"[0-9a-f]{64}")
 ISO_UTC_MILLIS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
-@pytest.fixture(scope="module")
-def store() -> SchemaStore:
-    return SchemaStore(SCHEMAS_DIR)
-
-
-@pytest.fixture(scope="module")
-def codec(store: SchemaStore) -> AvroCodec:
-    return AvroCodec(store)
-
-
 def _undocumented(node: Any, path: str) -> list[str]:
     """Paths of fields and named types in a raw schema that lack a non-empty doc."""
     missing = []
