@@ -100,17 +100,22 @@ class CorrelatorConfig:
                 f"the blocking radius ({self.blocking.radius_km} km) that finds its candidates"
             )
 
+    def identity_searches_space(self) -> bool:
+        """Whether identity scoring searches the space-time candidates: unpruned, or some
+        pair without a shared token can reach its threshold."""
+        return not self.prune_spatial or self.spatial_can_link()
+
     def spatial_radius_km(self) -> float:
         """The largest distance a space-time search covers: the blocking radius when
-        identity scoring can link without a token, else the same-occurrence radius."""
-        if not self.prune_spatial or self.spatial_can_link():
+        identity scoring searches space, else the same-occurrence radius."""
+        if self.identity_searches_space():
             return self.blocking.radius_km
         return self.occurrence.radius_km
 
     def routes_spatial(self) -> bool:
         """Whether space-time items are worth routing: some pair without a shared token
         can link (identity scoring or same-occurrence matching)."""
-        return not self.prune_spatial or self.spatial_can_link() or self.occurrence.enabled
+        return self.identity_searches_space() or self.occurrence.enabled
 
     def spatial_can_link(self) -> bool:
         """Whether a pair without a shared blocked token can reach the threshold."""
@@ -199,7 +204,7 @@ class Correlator:
         self._emitted_pairs = _Expiring(bucket)
         self._emitted_alerts = _Expiring(bucket)
         self._max_seen: int | None = None
-        self._spatial = not cfg.prune_spatial or cfg.spatial_can_link()
+        self._spatial = cfg.identity_searches_space()
         self._occurrence = cfg.occurrence if cfg.occurrence.enabled else None
         # the fine grid's cell: the largest radius searched (the same-occurrence radius is
         # much smaller than the identity search's; small cells hold few candidates)

@@ -86,10 +86,12 @@ class Router:
     partitions: int
     _alerts: Correlator = field(init=False)
     _tokens_only: bool = field(init=False)
+    _spatial_radius: float = field(init=False)
 
     def __post_init__(self) -> None:
         self._alerts = Correlator(self.config)
         self._tokens_only = not self.config.routes_spatial()
+        self._spatial_radius = self.config.spatial_radius_km()
 
     def route(
         self, decoded: Sequence[tuple[str, str, dict[str, Any]]]
@@ -100,7 +102,7 @@ class Router:
         progress: dict[str, int] = {}
         views: list[IncidentView] = []
         blocking, tokens_only = self.config.blocking, self._tokens_only
-        radius = self.config.spatial_radius_km()
+        radius = self._spatial_radius
         for source, record_name, value in decoded:
             if record_name not in INCIDENT_VIEW_RECORDS:
                 continue
