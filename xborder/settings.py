@@ -121,6 +121,19 @@ class CorrelationSettings(_Group):
     """Same-occurrence score threshold; empty means the default (9.0)."""
 
 
+class VerificationSettings(_Group):
+    """Joint verification: the case lifecycle's timers."""
+
+    timeout_hours: float = Field(default=24.0, gt=0)
+    """How long a case may wait for every involved agency's verdict before the first
+    VERIFICATION_OVERDUE escalation."""
+    escalation_interval_hours: float = Field(default=12.0, gt=0)
+    """Time between repeated escalations of a case still waiting."""
+    tick_s: float = Field(default=10.0, gt=0)
+    """How often the worker that owns the case stage writes the wall clock into its log;
+    an escalation is raised at most this long after it is due."""
+
+
 class TopicSettings(_Group):
     """Topic naming; every topic name is built from these."""
 
@@ -240,6 +253,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     contract: ContractSettings = ContractSettings()
     correlation: CorrelationSettings = CorrelationSettings()
+    verification: VerificationSettings = VerificationSettings()
     topics: TopicSettings = TopicSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()

@@ -65,9 +65,38 @@ class Topics:
     def all_alerts(self) -> list[str]:
         return [self.alerts(a) for a in self.agency_ids]
 
+    def verdicts(self, agency_id: str) -> str:
+        """Where agency ``agency_id`` writes its joint-verification inputs (Avro Verdict,
+        CaseReport, IncidentRelease); only it writes there."""
+        return f"{self.prefix}verdicts.{agency_id}"
+
+    @property
+    def all_verdicts(self) -> list[str]:
+        return [self.verdicts(a) for a in self.agency_ids]
+
+    def agency_of_verdicts(self, topic: str) -> str | None:
+        """The agency whose verdict topic ``topic`` is; None for any other topic."""
+        for agency in self.agency_ids:
+            if topic == self.verdicts(agency):
+                return agency
+        return None
+
+    @property
+    def verification(self) -> str:
+        """Joint verification as accepted by the case lifecycle: the verdicts, reports and
+        releases it applied and the agreed conclusions (Avro Verdict, CaseReport,
+        IncidentRelease with its audience, CaseConclusion), keyed by case id."""
+        return f"{self.prefix}verification"
+
     def sunk(self) -> list[str]:
         """What the ClickHouse sink consumes."""
-        return [self.accepted, self.correlations, self.cases, *self.all_alerts]
+        return [
+            self.accepted,
+            self.correlations,
+            self.cases,
+            self.verification,
+            *self.all_alerts,
+        ]
 
     def created_by_project(self) -> list[str]:
         """Topics with the configured partition count (see :meth:`single_partition`)."""
@@ -79,6 +108,8 @@ class Topics:
             self.correlations,
             self.cases,
             *self.all_alerts,
+            *self.all_verdicts,
+            self.verification,
         ]
 
     def single_partition(self) -> list[str]:
