@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from xborder.cases_cli import add_cases_parser, add_verify_parser
 from xborder.errors import XborderError
 from xborder.logs import setup_logging
 from xborder.settings import Settings, load_settings
@@ -316,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("what", choices=["pipeline", "stages", "latency", "codec", "geo"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
     bench.set_defaults(handler=cmd_bench)
+
+    add_verify_parser(sub)
+    add_cases_parser(sub)
 
     sub.add_parser(
         "settings", help="print the effective settings as XBORDER_* variables"
