@@ -22,6 +22,35 @@ from xborder.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+CASE_EVENT_ORDER = (
+    "(sequence, multiIf(event_type IN ('CREATED', 'INCIDENT_ADDED', 'MERGED')"
+    " OR (event_type = 'STATUS_CHANGED' AND notEmpty(correlation_ids)), 0,"
+    " status = 'CONCLUDED', 3, status = 'CONFIRMED', 2, 1), at)"
+)
+"""The order of a case's events, as a ClickHouse tuple: the last gives the current status.
+
+``sequence`` is the worker's one order of every case change. Ties are for events that
+lack it (0, written before v2) or that the lifecycle machine stamped alone (with the
+sequence of the membership change they judged): the case stage's changes (and its
+STATUS_CHANGED naming a correlation) come first, then the lifecycle's statuses by how
+final they are (a case leaves CONFIRMED and CONCLUDED only on a new link, so a new
+sequence), then event time."""
+
+CASE_OPENINGS = (
+    "SELECT case_id, min(opened) AS opened_at FROM ("
+    " SELECT case_id, min(at) AS opened FROM case_events GROUP BY case_id"
+    " UNION ALL"
+    " SELECT m.case_id AS case_id, a.opened AS opened FROM ("
+    "  SELECT case_id, arrayJoin(merged_case_ids) AS absorbed_id FROM case_events"
+    "  WHERE event_type = 'MERGED') AS m"
+    " INNER JOIN (SELECT case_id, min(at) AS opened FROM case_events GROUP BY case_id) AS a"
+    " ON a.case_id = m.absorbed_id"
+    ") GROUP BY case_id"
+)
+"""When each case opened: its first event, or that of a case it absorbed (the case stage
+renames a case when a smaller incident joins, and merges cases) if earlier."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema change, applied once, in version order."""
@@ -200,6 +229,160 @@ MIGRATIONS: tuple[Migration, ...] = (
             " match_kind LowCardinality(String) DEFAULT 'IDENTITY' AFTER created_at",
             "ALTER TABLE case_events ADD COLUMN IF NOT EXISTS"
             " possible_double_report Bool DEFAULT false AFTER at",
+        ),
+    ),
+    Migration(
+        6,
+        "joint verification: verdicts, conclusions, reports, releases and case views",
+        (
+            "ALTER TABLE case_events ADD COLUMN IF NOT EXISTS"
+            " sequence UInt64 DEFAULT 0 AFTER possible_double_report",
+            "ALTER TABLE case_events ADD COLUMN IF NOT EXISTS"
+            " conclusion Nullable(String) AFTER sequence",
+            """
+            CREATE TABLE IF NOT EXISTS verdicts (
+                event_id UUID,
+                case_id String,
+                agency LowCardinality(String),
+                decision LowCardinality(String),
+                reason String,
+                officer_token String,
+                officer_key_id LowCardinality(String),
+                decided_at DateTime64(3, 'UTC'),
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            ORDER BY (case_id, agency, event_id)
+            COMMENT 'Verdicts the case lifecycle accepted, each counted for case_id'
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS case_conclusions (
+                conclusion_id String,
+                case_id String,
+                case_version UInt64,
+                agreed_at DateTime64(3, 'UTC'),
+                agencies Array(LowCardinality(String)),
+                incident_agencies Array(LowCardinality(String)),
+                incident_ids Array(String),
+                incident_event_ids Array(UUID),
+                correlation_ids Array(String),
+                possible_double_report Bool,
+                verdict_event_ids Array(UUID),
+                verdict_agencies Array(LowCardinality(String)),
+                verdict_officer_tokens Array(String),
+                verdict_decided_at Array(DateTime64(3, 'UTC')),
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            ORDER BY (case_id, conclusion_id)
+            COMMENT 'Agreed conclusions: the facts all involved agencies confirmed, and how'
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS case_reports (
+                event_id UUID,
+                case_id String,
+                agency LowCardinality(String),
+                conclusion_id Nullable(String),
+                conclusion String,
+                officer_token String,
+                officer_key_id LowCardinality(String),
+                requested_at DateTime64(3, 'UTC'),
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            ORDER BY (case_id, event_id)
+            COMMENT 'Accepted reports of an agreed conclusion to the agency superiors'
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS incident_releases (
+                event_id UUID,
+                case_id String,
+                agency LowCardinality(String),
+                incident_id String,
+                incident_event_id UUID,
+                released_at DateTime64(3, 'UTC'),
+                audience Array(LowCardinality(String)),
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            ORDER BY (case_id, agency, incident_id, event_id)
+            COMMENT 'Accepted releases of incident details to the agencies in audience'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW cases_current AS
+            SELECT
+                e.case_id AS case_id,
+                e.status AS status,
+                e.agencies AS agencies,
+                e.possible_double_report AS possible_double_report,
+                o.opened_at AS opened_at,
+                e.last_change_at AS last_change_at,
+                e.last_sequence AS last_sequence,
+                e.events AS events
+            FROM (
+                SELECT
+                    case_id,
+                    argMax(status, event_order) AS status,
+                    argMax(agencies, event_order) AS agencies,
+                    max(possible_double_report) AS possible_double_report,
+                    max(at) AS last_change_at,
+                    max(sequence) AS last_sequence,
+                    uniqExact(case_event_id) AS events
+                FROM (SELECT *, {CASE_EVENT_ORDER} AS event_order FROM case_events)
+                GROUP BY case_id
+            ) AS e
+            INNER JOIN ({CASE_OPENINGS}) AS o ON o.case_id = e.case_id
+            LEFT JOIN (
+                SELECT
+                    arrayJoin(merged_case_ids) AS absorbed_id,
+                    max(sequence) AS at_sequence,
+                    1 AS absorbed
+                FROM case_events
+                WHERE event_type = 'MERGED'
+                GROUP BY absorbed_id
+            ) AS m ON m.absorbed_id = e.case_id
+            WHERE ifNull(m.absorbed, 0) = 0 OR e.last_sequence > m.at_sequence
+            COMMENT 'One row per live case: its current status and agencies (no FINAL needed)'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW time_to_agreement AS
+            SELECT
+                c.case_id AS case_id,
+                c.conclusion_id AS conclusion_id,
+                c.case_version AS case_version,
+                agency,
+                o.opened_at AS opened_at,
+                decided_at,
+                c.agreed_at AS agreed_at,
+                (toUnixTimestamp64Milli(decided_at) - toUnixTimestamp64Milli(o.opened_at))
+                    / 1000 AS seconds_to_verdict,
+                (toUnixTimestamp64Milli(c.agreed_at) - toUnixTimestamp64Milli(o.opened_at))
+                    / 1000 AS seconds_to_agreement
+            FROM case_conclusions AS c FINAL
+            ARRAY JOIN c.verdict_agencies AS agency, c.verdict_decided_at AS decided_at
+            INNER JOIN ({CASE_OPENINGS}) AS o ON o.case_id = c.case_id
+            COMMENT 'Per conclusion and agency: seconds from opening to verdict and agreement'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW case_timeline AS
+            SELECT
+                case_id,
+                sequence,
+                at,
+                event_type,
+                status,
+                agencies,
+                incident_agencies,
+                incident_ids,
+                correlation_ids,
+                merged_case_ids,
+                possible_double_report,
+                conclusion,
+                case_event_id
+            FROM case_events FINAL
+            ORDER BY case_id, {CASE_EVENT_ORDER}
+            COMMENT 'Each case event once, in the order that decides the case status'
+            """,
         ),
     ),
 )
