@@ -90,10 +90,10 @@ SELECTS: dict[str, tuple[TableSelect, ...]] = {
         TableSelect(
             "case_events",
             "case_event_id case_id event_type incidents correlation_ids merged_case_ids status"
-            " agencies at possible_double_report",
+            " agencies at possible_double_report sequence conclusion",
             "case_event_id, case_id, event_type, arrayMap(i -> i.agency, incidents),"
             " arrayMap(i -> i.incident_id, incidents), correlation_ids, merged_case_ids,"
-            " status, agencies, at, possible_double_report",
+            " status, agencies, at, possible_double_report, sequence, conclusion",
         ),
         # one row per incident the event names, as sinks.rows.case_rows
         TableSelect(
@@ -110,6 +110,44 @@ SELECTS: dict[str, tuple[TableSelect, ...]] = {
             " headline area case_id correlation_ids target_agencies",
             "identifier, alert_kind, sender, sent, status, msgType, event, urgency, severity,"
             " certainty, headline, area.areaDesc, case_id, correlation_ids, target_agencies",
+        ),
+    ),
+    # the accepted copy: target_id is the case the verdict counted for
+    "xborder.v1.Verdict": (
+        TableSelect(
+            "verdicts",
+            "event_id agency target_id decision reason officer_token officer_key_id decided_at",
+            "event_id, target_id, agency, decision, reason, officer_token, officer_key_id,"
+            " decided_at",
+        ),
+    ),
+    "xborder.v1.CaseConclusion": (
+        TableSelect(
+            "case_conclusions",
+            "conclusion_id case_id case_version agreed_at agencies incidents correlation_ids"
+            " possible_double_report verdicts",
+            "conclusion_id, case_id, case_version, agreed_at, agencies,"
+            " arrayMap(i -> i.agency, incidents), arrayMap(i -> i.incident_id, incidents),"
+            " arrayMap(i -> i.event_id, incidents), correlation_ids, possible_double_report,"
+            " arrayMap(v -> v.event_id, verdicts), arrayMap(v -> v.agency, verdicts),"
+            " arrayMap(v -> v.officer_token, verdicts), arrayMap(v -> v.decided_at, verdicts)",
+        ),
+    ),
+    "xborder.v1.CaseReport": (
+        TableSelect(
+            "case_reports",
+            "event_id case_id agency conclusion_id conclusion officer_token officer_key_id"
+            " requested_at",
+            "event_id, case_id, agency, conclusion_id, conclusion, officer_token,"
+            " officer_key_id, requested_at",
+        ),
+    ),
+    "xborder.v1.IncidentRelease": (
+        TableSelect(
+            "incident_releases",
+            "event_id case_id agency incident released_at audience",
+            "event_id, case_id, agency, incident.incident_id, incident.event_id, released_at,"
+            " audience",
         ),
     ),
 }

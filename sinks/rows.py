@@ -133,6 +133,8 @@ CASE_EVENT_COLUMNS: Columns = (
     ("agencies", "Array(LowCardinality(String))"),
     ("at", "DateTime64(3, 'UTC')"),
     ("possible_double_report", "Bool"),
+    ("sequence", "UInt64"),
+    ("conclusion", "Nullable(String)"),
 )
 
 CASE_MEMBER_COLUMNS: Columns = (
@@ -162,6 +164,55 @@ ALERT_COLUMNS: Columns = (
     ("target_agencies", "Array(LowCardinality(String))"),
 )
 
+VERDICT_COLUMNS: Columns = (
+    ("event_id", "UUID"),
+    ("case_id", "String"),
+    ("agency", "LowCardinality(String)"),
+    ("decision", "LowCardinality(String)"),
+    ("reason", "String"),
+    ("officer_token", "String"),
+    ("officer_key_id", "LowCardinality(String)"),
+    ("decided_at", "DateTime64(3, 'UTC')"),
+)
+
+CONCLUSION_COLUMNS: Columns = (
+    ("conclusion_id", "String"),
+    ("case_id", "String"),
+    ("case_version", "UInt64"),
+    ("agreed_at", "DateTime64(3, 'UTC')"),
+    ("agencies", "Array(LowCardinality(String))"),
+    ("incident_agencies", "Array(LowCardinality(String))"),
+    ("incident_ids", "Array(String)"),
+    ("incident_event_ids", "Array(UUID)"),
+    ("correlation_ids", "Array(String)"),
+    ("possible_double_report", "Bool"),
+    ("verdict_event_ids", "Array(UUID)"),
+    ("verdict_agencies", "Array(LowCardinality(String))"),
+    ("verdict_officer_tokens", "Array(String)"),
+    ("verdict_decided_at", "Array(DateTime64(3, 'UTC'))"),
+)
+
+REPORT_COLUMNS: Columns = (
+    ("event_id", "UUID"),
+    ("case_id", "String"),
+    ("agency", "LowCardinality(String)"),
+    ("conclusion_id", "Nullable(String)"),
+    ("conclusion", "String"),
+    ("officer_token", "String"),
+    ("officer_key_id", "LowCardinality(String)"),
+    ("requested_at", "DateTime64(3, 'UTC')"),
+)
+
+RELEASE_COLUMNS: Columns = (
+    ("event_id", "UUID"),
+    ("case_id", "String"),
+    ("agency", "LowCardinality(String)"),
+    ("incident_id", "String"),
+    ("incident_event_id", "UUID"),
+    ("released_at", "DateTime64(3, 'UTC')"),
+    ("audience", "Array(LowCardinality(String))"),
+)
+
 TABLE_COLUMNS: dict[str, Columns] = {
     "incidents": INCIDENT_COLUMNS,
     "incident_closures": CLOSURE_COLUMNS,
@@ -169,6 +220,10 @@ TABLE_COLUMNS: dict[str, Columns] = {
     "case_events": CASE_EVENT_COLUMNS,
     "case_members": CASE_MEMBER_COLUMNS,
     "alerts": ALERT_COLUMNS,
+    "verdicts": VERDICT_COLUMNS,
+    "case_conclusions": CONCLUSION_COLUMNS,
+    "case_reports": REPORT_COLUMNS,
+    "incident_releases": RELEASE_COLUMNS,
 }
 
 
@@ -214,6 +269,8 @@ def case_rows(value: dict[str, Any]) -> list[tuple[str, Row]]:
         list(value.get("agencies", [])),
         value["at"] / 1000,
         bool(value.get("possible_double_report", False)),
+        value.get("sequence", 0),
+        value.get("conclusion"),
     ]
     members = [
         (
@@ -254,6 +311,70 @@ def alert_row(value: dict[str, Any]) -> Row:
     ]
 
 
+def verdict_row(value: dict[str, Any]) -> Row:
+    """One ``verdicts`` row from an accepted Verdict: the lifecycle stage rewrote its
+    target to the case it counted for, so ``target_id`` is the case id."""
+    return [
+        value["event_id"],
+        value["target_id"],
+        value["agency"],
+        value["decision"],
+        value["reason"],
+        value["officer_token"],
+        value["officer_key_id"],
+        value["decided_at"] / 1000,
+    ]
+
+
+def conclusion_row(value: dict[str, Any]) -> Row:
+    """One ``case_conclusions`` row; the agreed incidents and verdicts as parallel arrays."""
+    incidents, verdicts = value["incidents"], value["verdicts"]
+    return [
+        value["conclusion_id"],
+        value["case_id"],
+        value["case_version"],
+        value["agreed_at"] / 1000,
+        list(value["agencies"]),
+        [i["agency"] for i in incidents],
+        [i["incident_id"] for i in incidents],
+        [i["event_id"] for i in incidents],
+        list(value.get("correlation_ids", [])),
+        bool(value.get("possible_double_report", False)),
+        [v["event_id"] for v in verdicts],
+        [v["agency"] for v in verdicts],
+        [v["officer_token"] for v in verdicts],
+        [v["decided_at"] / 1000 for v in verdicts],
+    ]
+
+
+def report_row(value: dict[str, Any]) -> Row:
+    """One ``case_reports`` row from an accepted CaseReport."""
+    return [
+        value["event_id"],
+        value["case_id"],
+        value["agency"],
+        value.get("conclusion_id"),
+        value["conclusion"],
+        value["officer_token"],
+        value["officer_key_id"],
+        value["requested_at"] / 1000,
+    ]
+
+
+def release_row(value: dict[str, Any]) -> Row:
+    """One ``incident_releases`` row from an accepted IncidentRelease (audience filled in)."""
+    incident = value["incident"]
+    return [
+        value["event_id"],
+        value["case_id"],
+        value["agency"],
+        incident["incident_id"],
+        incident["event_id"],
+        value["released_at"] / 1000,
+        list(value.get("audience", [])),
+    ]
+
+
 def rows_for(
     record_name: str, value: dict[str, Any], topic: str, partition: int, offset: int
 ) -> list[tuple[str, Row]]:
@@ -269,4 +390,12 @@ def rows_for(
         return case_rows(value)
     if kind == "Alert":
         return [("alerts", alert_row(value))]
+    if kind == "Verdict":
+        return [("verdicts", verdict_row(value))]
+    if kind == "CaseConclusion":
+        return [("case_conclusions", conclusion_row(value))]
+    if kind == "CaseReport":
+        return [("case_reports", report_row(value))]
+    if kind == "IncidentRelease":
+        return [("incident_releases", release_row(value))]
     return []

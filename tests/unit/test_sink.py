@@ -17,7 +17,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError, TopicAuthor
 from sinks.avro import POSITION_FIELDS, SELECTS, Container, clickhouse_type, encode_long
 from sinks.base import BatchingSink, PartitionBuffer
 from sinks.decode import WriterSchemas
-from sinks.rows import TABLE_COLUMNS
+from sinks.rows import TABLE_COLUMNS, rows_for
 from sinks.runner import SinkRunner, source_position
 from xborder.codec import AvroCodec
 from xborder.deadletter import SOURCE_HEADER
@@ -47,6 +47,25 @@ def test_every_table_select_reads_only_fields_of_the_current_schema() -> None:
         for select in selects:
             assert set(select.reads) - set(POSITION_FIELDS) <= fields, (record, select.table)
             assert select.table in TABLE_COLUMNS
+
+
+@pytest.mark.parametrize("record", sorted(SELECTS))
+def test_every_sunk_record_takes_the_container_path_and_python_rows_fill_every_column(
+    record: str,
+) -> None:
+    store = SchemaStore(SCHEMAS)
+    container = Container(store.current(record))  # raises UnsupportedSchema otherwise
+    for select, statement in container.statements("input({structure})"):
+        for name, _ in TABLE_COLUMNS[select.table]:
+            assert f"`{name}`" in statement, (record, select.table, name)
+    codec = WireCodec(store)
+    short = record.rpartition(".")[2]
+    data = codec.encode(short, example(codec, short))
+    name, value = WriterSchemas(codec).decode(data)
+    rows = rows_for(name, value, "t", 0, 1)
+    assert {table for table, _ in rows} == {s.table for s in SELECTS[record]}
+    for table, row in rows:
+        assert len(row) == len(TABLE_COLUMNS[table]), table
 
 
 def test_container_holds_the_bodies_and_their_positions_as_avro_reads_them() -> None:
