@@ -4,7 +4,8 @@
 incident events (Avro, with the worker's source header) and, per event, the alerts,
 correlations and case events a pipeline run produces (about 0.4 alerts per event: most
 are border-zone alerts, sent only to the other agency's alert topic; the few for both
-agencies go to both topics). For each sink variant it then:
+agencies go to both topics; each case comes with its joint verification: a verdict per
+agency, the agreed conclusion, its report and a release). For each sink variant it then:
 
 1. creates fresh topics, consumer group and ClickHouse directory;
 2. starts ``python -m xborder sink`` and waits until it has committed a small warm-up
@@ -108,7 +109,7 @@ def build_load(
 
     templates = {
         record: codec.from_json(record, json.loads((examples / f"{record}.json").read_text()))
-        for record in ("Alert", "Correlation", "CaseEvent")
+        for record in ("Alert", "Correlation", "CaseEvent", *VERIFICATION_RECORDS)
     }
     rng = random.Random(seed)
     messages: list[Message] = []
@@ -175,8 +176,84 @@ def build_load(
             )
             rows["case_events"] += 1
             members.update((r["agency"], r["incident_id"]) for r in case["incidents"])
+            for record, value in _verification(
+                templates, tag, n, case["case_id"], case["incidents"]
+            ):
+                messages.append(
+                    Message(
+                        names.verification, case["case_id"].encode(), codec.encode(record, value)
+                    )
+                )
+                rows[VERIFICATION_RECORDS[record]] += 1
     rows["case_members"] = len(members)
     return Load(messages, dict(rows))
+
+
+VERIFICATION_RECORDS = {
+    "Verdict": "verdicts",
+    "CaseConclusion": "case_conclusions",
+    "CaseReport": "case_reports",
+    "IncidentRelease": "incident_releases",
+}
+"""What the case lifecycle publishes on ``verification``, and the table each becomes."""
+
+
+def _uuid(*parts: str) -> str:
+    return str(uuid.UUID(_digest(*parts)[:32], version=4))
+
+
+def _verification(
+    templates: dict[str, dict[str, Any]],
+    tag: str,
+    n: int,
+    case_id: str,
+    refs: list[dict[str, str]],
+) -> list[tuple[str, dict[str, Any]]]:
+    """A case's joint verification as the lifecycle stage publishes it: one confirming
+    verdict per agency, the agreed conclusion, its report and a release."""
+    agencies = sorted({r["agency"] for r in refs})
+    verdicts = []
+    for agency in agencies:
+        verdict = dict(templates["Verdict"])
+        verdict.update(
+            event_id=_uuid(tag, "verdict", str(n), agency),
+            agency=agency,
+            target_kind="CASE",
+            target_id=case_id,
+        )
+        verdicts.append(verdict)
+    conclusion = dict(templates["CaseConclusion"])
+    conclusion.update(
+        conclusion_id=_digest(tag, "conclusion", str(n)),
+        case_id=case_id,
+        agencies=agencies,
+        incidents=refs,
+        verdicts=[
+            {**template, "event_id": v["event_id"], "agency": v["agency"]}
+            for template, v in zip(conclusion["verdicts"], verdicts, strict=False)
+        ],
+    )
+    report = dict(templates["CaseReport"])
+    report.update(
+        event_id=_uuid(tag, "report", str(n)),
+        agency=refs[-1]["agency"],
+        case_id=case_id,
+        conclusion_id=conclusion["conclusion_id"],
+    )
+    release = dict(templates["IncidentRelease"])
+    release.update(
+        event_id=_uuid(tag, "release", str(n)),
+        agency=refs[-1]["agency"],
+        case_id=case_id,
+        incident=refs[-1],
+        audience=agencies,
+    )
+    return [
+        *(("Verdict", v) for v in verdicts),
+        ("CaseConclusion", conclusion),
+        ("CaseReport", report),
+        ("IncidentRelease", release),
+    ]
 
 
 async def _publish(bootstrap: str, prefix: str, messages: list[Message]) -> None:
@@ -341,6 +418,10 @@ TABLE_KEYS = {
     "correlations": "correlation_id",
     "case_events": "case_event_id",
     "case_members": "(agency, incident_id)",
+    "verdicts": "event_id",
+    "case_conclusions": "conclusion_id",
+    "case_reports": "event_id",
+    "incident_releases": "event_id",
 }
 
 
