@@ -84,6 +84,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             "the deciding officer is needed: give --officer-token and --officer-key-id "
             f"(or set {ENV_OFFICER_TOKEN} and {ENV_OFFICER_KEY_ID})"
         )
+    _check_before_connecting(args)
     agencies = load_agencies(settings.agencies_config)
     codec = codec_for(settings)
     with VerificationClient(
@@ -124,6 +125,23 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     print(outcome.line())
     return 0 if outcome.accepted else 1
+
+
+def _check_before_connecting(args: argparse.Namespace) -> None:
+    """Build the record once without Kafka, so a bad flag fails before any connection."""
+    from xborder.verification import Officer, release_record, report_record, verdict_record
+
+    if args.action == "release":
+        if args.incident_event_id is not None:
+            release_record(args.agency, args.case_id, args.incident, args.incident_event_id)
+        return
+    officer = Officer(args.officer_token, args.officer_key_id)
+    if args.action == "report":
+        report_record(
+            args.agency, args.case_id, args.conclusion, officer, conclusion_id=args.conclusion_id
+        )
+    else:
+        verdict_record(args.agency, args.case_id, args.decision, args.reason, officer)
 
 
 # -- cases --------------------------------------------------------------------------------
