@@ -13,6 +13,7 @@ import mode.loop
 
 from streams.app import build_app
 from streams.correlation.engine import CorrelatorConfig
+from streams.correlation.lifecycle import LifecycleConfig
 from streams.correlation.occurrence import OccurrenceConfig
 from streams.correlation.patterns import PatternConfig
 from streams.correlation.scoring import ScoringConfig
@@ -57,6 +58,8 @@ def create_worker_app(settings: Settings) -> faust.App:
             ),
             stage_batch_size=settings.worker.stage_batch_size,
             stage_linger_s=settings.worker.stage_linger_s,
+            lifecycle=lifecycle_config(settings),
+            tick_s=settings.verification.tick_s,
         )
     if not settings.worker.ingest:
         return app
@@ -87,6 +90,15 @@ def correlator_config(settings: Settings, agencies: AgenciesConfig) -> Correlato
         scoring=scoring,
         patterns=PatternConfig(agencies=tuple(agencies.ids)),
         occurrence=occurrence,
+    )
+
+
+def lifecycle_config(settings: Settings) -> LifecycleConfig:
+    """The case lifecycle's timers from the settings."""
+    hour_ms = 3_600_000
+    return LifecycleConfig(
+        verification_timeout_ms=int(settings.verification.timeout_hours * hour_ms),
+        escalation_interval_ms=int(settings.verification.escalation_interval_hours * hour_ms),
     )
 
 

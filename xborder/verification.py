@@ -362,7 +362,7 @@ class VerificationClient:
             self._producer.send(self.topic, key=key, value=payload).get(timeout=SEND_TIMEOUT_S)
         except KafkaError as exc:
             raise ServiceUnavailableError(f"sending to {self.topic} failed: {exc}") from exc
-        logger.info("sent %s %s to %s", record_name, value["event_id"], self.topic)
+        logger.debug("sent %s %s to %s", record_name, value["event_id"], self.topic)
         return str(value["event_id"])
 
     def close(self) -> None:

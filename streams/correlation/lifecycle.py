@@ -403,6 +403,19 @@ class CaseLifecycle:
         view["awaiting"] = self.awaiting(case_id)
         return view
 
+    def conclusion_id(self, case_id: str) -> str | None:
+        """Id of the live case's current agreed conclusion; None when it has none."""
+        case = self._cases.get(case_id)
+        return None if case is None or case.conclusion is None else case.conclusion["conclusion_id"]
+
+    def case_for_target(self, target_kind: str, target_id: str) -> str | None:
+        """The live case a verdict about ``target_id`` counts for (a CASE, or the case
+        holding a CORRELATION); None when there is none."""
+        if target_kind == "CORRELATION":
+            holder = self._case_of_correlation.get(target_id)
+            return None if holder is None else self.resolve(holder)
+        return self.resolve(target_id)
+
     def case_ids(self) -> list[str]:
         """Ids of the live cases, sorted."""
         return sorted(self._cases)

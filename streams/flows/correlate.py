@@ -44,10 +44,22 @@ from typing import Any, cast
 import faust
 import faust.streams as faust_streams
 import orjson
+from faust.types import TP
 
 from streams.correlation.blocking import blocking_keys
 from streams.correlation.engine import CaseStage, Correlator, CorrelatorConfig
+from streams.correlation.lifecycle import LifecycleConfig
 from streams.correlation.model import IncidentView, from_wire, to_wire, view_from_event
+from streams.flows.verify import (
+    ForwardedInput,
+    LifecycleOutputs,
+    LifecycleStage,
+    check_input,
+    chunk_log,
+    encode_input,
+    encode_tick,
+    is_lifecycle_message,
+)
 from xborder.codec import AvroCodec
 from xborder.deadletter import DeadLetter
 from xborder.geo import Jurisdictions
@@ -437,6 +449,59 @@ def _newest_ms(items: Sequence[tuple[str, IncidentView]]) -> int:
     return max((view.occurred_ms for _, view in items), default=0)
 
 
+class CaseLog:
+    """Applies messages of the case stage's log (``correlation.links``) in offset order and
+    collects what they produce: links through the case stage and then the lifecycle,
+    forwarded agency inputs and clock ticks through the lifecycle alone. The agent and
+    :func:`streams.flows.verify.rebuild` share it, so a rebuild is the same computation."""
+
+    def __init__(self, codec: AvroCodec, state: _PartitionState, life: LifecycleStage) -> None:
+        self.codec = codec
+        self.state = state
+        self.life = life
+        self.case_events: list[dict[str, Any]] = []
+        """Every CaseEvent to send, in order, ``sequence`` set."""
+        self.alerts: list[dict[str, Any]] = []
+        self.lives = LifecycleOutputs()
+        self.newest = 0
+        """Newest event time among the links applied."""
+        self.watermark: int | None = None
+
+    def apply(self, value: bytes, offset: int) -> bool:
+        """Apply one message; True when it was a links message (the case stage stores
+        those). Raises one of INTERNAL_DECODE_ERRORS, before any change, when malformed."""
+        parsed = orjson.loads(value)
+        if not isinstance(parsed, dict):
+            raise ValueError("a case stage message is a JSON object")
+        first = len(self.lives.case_events)
+        position = offset * SEQUENCE_STRIDE
+        is_links = not is_lifecycle_message(parsed)
+        if not is_links:
+            forwarded = ForwardedInput.parse(parsed) if "input" in parsed else None
+            if forwarded is not None:
+                self.life.agency_input(forwarded, self.lives)
+            elif type(parsed.get("tick")) is int:
+                self.life.tick(parsed["tick"], self.lives)
+            else:
+                raise ValueError("a clock tick carries the wall clock in ms")
+        else:
+            upstream, records, views = _links_message(self.codec, parsed)
+            self.watermark = self.state.advance(upstream, 0)
+            outputs = self.state.engine.process(records, views, _or_none(self.watermark))
+            for index, case_event in enumerate(outputs.case_events):
+                case_event["sequence"] = position + index
+            self.case_events.extend(outputs.case_events)
+            self.alerts.extend(outputs.alerts)
+            self.life.case_events(outputs.case_events, self.lives)
+            self.newest = max(self.newest, _newest_link_ms(records), *_known(upstream))
+            position += len(outputs.case_events)
+        # the lifecycle's status events sort after the membership they judged
+        for index, case_event in enumerate(self.lives.case_events[first:]):
+            case_event["sequence"] = position + index
+        self.case_events.extend(self.lives.case_events[first:])
+        return is_links
+
+
 def register(
     app: faust.App,
     names: Topics,
@@ -446,10 +511,13 @@ def register(
     store_options: Mapping[str, Any] | None = None,
     stage_batch_size: int = 200,
     stage_linger_s: float = 0.1,
+    lifecycle: LifecycleConfig | None = None,
+    tick_s: float = 10.0,
 ) -> dict[str, int]:
-    """Attach the correlate and case agents and their tables; returns live counters.
-    ``store_options`` go to each table's RocksDB store (see :func:`store_options`); each
-    agent takes up to ``stage_batch_size`` messages or what arrived in ``stage_linger_s``."""
+    """Attach the correlate, case and verification agents, their tables and the lifecycle
+    clock; returns live counters. ``store_options`` go to each table's RocksDB store (see
+    :func:`store_options`); each agent takes up to ``stage_batch_size`` messages or what
+    arrived in ``stage_linger_s``; the clock ticks every ``tick_s`` seconds."""
     incident_sources = frozenset(
         source_id(topic, p) for topic in names.all_incidents for p in range(partitions)
     )
@@ -463,6 +531,8 @@ def register(
             "dead_letters",
             "blocks_batches",
             "links_batches",
+            "verification_inputs",
+            "lifecycle_replayed",
         ),
         0,
     )
@@ -488,8 +558,18 @@ def register(
         value_type=bytes,
         options=dict(store_options or {}),
     )
+    lifecycle_table = app.Table(
+        "case-lifecycle",
+        default=None,
+        partitions=1,
+        help="inputs that changed the case lifecycle, in the order applied (never evicted)",
+        key_type=bytes,
+        value_type=bytes,
+        options=dict(store_options or {}),
+    )
     blocks_state = _Replayable("correlate", block_table, keep_ms)
     links_state = _Replayable("cases", link_table, keep_ms)
+    lifecycles: dict[int, LifecycleStage] = {}
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -498,6 +578,8 @@ def register(
         )
         blocks_state.forget({tp.partition for tp in revoked if tp.topic == names.blocks})
         links_state.forget({tp.partition for tp in revoked if tp.topic == names.links})
+        if any(tp.topic == names.links for tp in revoked):
+            lifecycles.clear()
 
     async def send_records(
         topic: str, record_name: str, key_field: str, records: Sequence[dict[str, Any]]
@@ -644,13 +726,27 @@ def register(
             state.stored.append((key, newest))
         return state
 
+    def lifecycle_state() -> LifecycleStage:
+        stage = lifecycles.get(0)
+        if stage is not None:
+            return stage
+        stage = lifecycles[0] = LifecycleStage(codec, names, lifecycle)
+        for key in sorted(lifecycle_table.keys()):
+            counters["lifecycle_replayed"] += stage.replay(orjson.loads(lifecycle_table[key]))
+        logger.info(
+            "case lifecycle: rebuilt %s cases from %s stored inputs",
+            len(stage.machine.case_ids()),
+            counters["lifecycle_replayed"],
+        )
+        return stage
+
     async def apply_links(events: Sequence[faust.EventT]) -> None:
-        """Fold one stage batch of links messages into cases (offset order)."""
+        """Apply one stage batch of the case stage's log in offset order: links messages
+        through the case stage and then the lifecycle, forwarded agency inputs and clock
+        ticks through the lifecycle (:mod:`streams.flows.verify`)."""
         state = cases_state()
-        case_events: list[dict[str, Any]] = []
-        alerts: list[dict[str, Any]] = []
-        newest = 0
-        watermark = None
+        life = lifecycle_state()
+        log = CaseLog(codec, state, life)
         rejected: list[DeadLetter] = []
         good = []
         for event in events:
@@ -658,31 +754,41 @@ def register(
             if message.value is None:
                 continue  # an empty message has nothing to apply
             try:
-                upstream, records, views = decode_links(codec, message.value)
+                if log.apply(message.value, message.offset):
+                    good.append(event)
             except INTERNAL_DECODE_ERRORS as exc:
                 rejected.append(undecodable(event, exc))
-                continue
-            good.append(event)
-            watermark = state.advance(upstream, 0)
-            outputs = state.engine.process(records, views, _or_none(watermark))
-            for index, case_event in enumerate(outputs.case_events):
-                case_event["sequence"] = message.offset * SEQUENCE_STRIDE + index
-            case_events.extend(outputs.case_events)
-            alerts.extend(outputs.alerts)
-            newest = max(newest, _newest_link_ms(records), *_known(upstream))
+        case_events, alerts, lives = log.case_events, log.alerts, log.lives
+        newest, watermark = log.newest, log.watermark
         pending = await send_records(names.cases, "CaseEvent", "case_id", case_events)
-        pending.extend(await send_alerts(alerts))
-        pending.extend(await send_dead_letters(rejected))
+        for record_name, case_id, value in lives.verification:
+            pending.append(
+                await producer.send(
+                    names.verification,
+                    case_id.encode(),
+                    codec.encode(record_name, value),
+                    None,
+                    None,
+                    None,
+                )
+            )
+        pending.extend(await send_alerts(alerts + lives.alerts))
+        pending.extend(await send_dead_letters(rejected + lives.rejected))
         await asyncio.gather(*pending)  # durable before the batch is recorded as applied
         counters["case_events"] += len(case_events)
+        counters["verification_inputs"] += lives.accepted
         counters["links_batches"] += 1
-        if links_state.states.get(0) is not state:
+        if links_state.states.get(0) is not state or lifecycles.get(0) is not life:
             return  # revoked meanwhile: the next owner applies the batch again
         for last, packed in chunk_applied(good):
             key = _Replayable.key(0, last.message.offset)
             with writing_for(last):
                 link_table[key] = packed
             state.stored.append((key, newest))
+        for n, chunk in enumerate(chunk_log(lives.log)):
+            key = _Replayable.key(0, events[-1].message.offset) + f":{n:04d}".encode()
+            with writing_for(events[-1]):
+                lifecycle_table[key] = chunk
         if watermark is not None:
             with writing_for(events[-1]):
                 links_state.evict(0, watermark)
@@ -691,6 +797,38 @@ def register(
     async def build_cases(stream: faust.StreamT) -> None:
         async for events in stage_batches(stream, stage_batch_size, stage_linger_s):
             await apply_links(events)
+
+    verdicts = app.topic(*names.all_verdicts, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(verdicts, name="forward_inputs")
+    async def forward_inputs(stream: faust.StreamT) -> None:
+        """Agencies' verification inputs join the case stage's log (or are dead-lettered)."""
+        async for events in stage_batches(stream, stage_batch_size, stage_linger_s):
+            pending, refused = [], []
+            for event in events:
+                m = event.message
+                problem = check_input(codec, names, m.topic, m.value)
+                if problem is not None:
+                    refused.append(
+                        DeadLetter(m.key, m.value, *problem, m.topic, m.partition, m.offset)
+                    )
+                    continue
+                message = encode_input(m.topic, m.partition, m.offset, m.key, m.value or b"")
+                pending.append(await producer.send(names.links, None, message, 0, None, None))
+            pending.extend(await send_dead_letters(refused))
+            await asyncio.gather(*pending)  # forwarded before the offsets are committed
+
+    @app.timer(interval=tick_s)
+    async def lifecycle_clock() -> None:
+        """The owner of the case stage writes the wall clock into its log (see
+        :mod:`streams.flows.verify` for why the clock is an input)."""
+        try:
+            owns = TP(names.links, 0) in app.consumer.assignment()
+        except Exception:  # the consumer is not ready yet: the next tick asks again
+            return
+        if owns:
+            now_ms = int(time.time() * 1000)
+            await producer.send(names.links, None, encode_tick(now_ms), 0, None, None)
 
     return counters
 
