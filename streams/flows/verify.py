@@ -156,12 +156,12 @@ def chunk_log(entries: Sequence[Any], max_bytes: int = 512 * 1024) -> list[bytes
     order; table values stay well under the changelog's record size limit."""
     chunks: list[bytes] = []
     encoded: list[bytes] = []
-    size = 0
+    size = 1  # "[", then each entry and its "," or "]"
     for entry in entries:
         text = orjson.dumps(entry)
-        if encoded and size + len(text) > max_bytes:
+        if encoded and size + len(text) + 1 > max_bytes:
             chunks.append(b"[" + b",".join(encoded) + b"]")
-            encoded, size = [], 0
+            encoded, size = [], 1
         encoded.append(text)
         size += len(text) + 1
     if encoded:

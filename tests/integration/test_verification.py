@@ -329,3 +329,49 @@ def test_overdue_escalation_survives_a_worker_restart(make_settings: Any) -> Non
         assert "awaiting angiang, cantho" in alerts[0]["headline"]
         time.sleep(3)  # more ticks pass: the escalation is not repeated
         assert len(escalations()) == 2
+
+
+def test_a_rebuild_from_the_log_equals_the_live_outputs(
+    harness: tuple[Harness, Pipeline],
+) -> None:
+    from streams.flows.rebuild import rebuild_case_log
+    from streams.worker import correlator_config, lifecycle_config
+
+    h, _ = harness
+    agreed_pair, disputed_pair = h.publish_pair(), h.publish_pair()
+    agreed, disputed = h.case_of(agreed_pair[0]), h.case_of(disputed_pair[0])
+    h.verdict("cantho", agreed, "CONFIRM")
+    h.verdict("angiang", agreed, "CONFIRM")
+    h.wait_for("agreement", lambda: h.status(agreed) == "CONFIRMED")
+    h.report("angiang", agreed)
+    h.verdict("angiang", disputed, "REJECT")
+    h.wait_for("the report", lambda: h.status(agreed) == "CONCLUDED")
+    h.wait_for("the dispute", lambda: h.status(disputed) == "DISPUTED")
+
+    agencies = load_agencies(h.settings.agencies_config)
+    log, malformed = rebuild_case_log(
+        h.settings,
+        h.topics,
+        h.codec,
+        correlator_config(h.settings, agencies),
+        lifecycle_config(h.settings),
+    )
+    live_cases = {
+        (v["case_event_id"], v["status"], v["sequence"])
+        for name, v, _ in h.read(h.topics.cases)
+        if name == "CaseEvent"
+    }
+    rebuilt_cases = {(e["case_event_id"], e["status"], e["sequence"]) for e in log.case_events}
+    assert malformed == 0
+    assert rebuilt_cases == live_cases and len(live_cases) == 5
+    live_verification = {
+        (name, v.get("event_id") or v.get("conclusion_id"))
+        for name, v, _ in h.read(h.topics.verification)
+    }
+    rebuilt = {
+        (name, v.get("event_id") or v.get("conclusion_id")) for name, _, v in log.lives.verification
+    }
+    assert rebuilt == live_verification
+    assert {name for name, _ in rebuilt} == {"Verdict", "CaseConclusion", "CaseReport"}
+    assert log.life.machine.status(agreed) == "CONCLUDED"
+    assert log.life.machine.status(disputed) == "DISPUTED"
