@@ -385,6 +385,58 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        7,
+        "hit, then release: what each agency may see of the other agencies' incidents",
+        (
+            """
+            CREATE OR REPLACE VIEW case_hits AS
+            SELECT
+                c.case_id AS case_id,
+                viewer,
+                m.agency AS owner,
+                m.incident_id AS incident_id,
+                c.status AS status,
+                c.possible_double_report AS possible_double_report,
+                (c.case_id, m.agency, m.incident_id, viewer) IN (
+                    SELECT case_id, agency, incident_id, arrayJoin(audience)
+                    FROM incident_releases FINAL
+                ) AS released
+            FROM (SELECT agency, incident_id, case_id FROM case_members FINAL) AS m
+            INNER JOIN cases_current AS c ON c.case_id = m.case_id
+            ARRAY JOIN c.agencies AS viewer
+            WHERE viewer != m.agency
+            COMMENT 'The hit: for each agency, the other agencies'' incidents in its cases,
+ without their details; released says whether the owner released them to it'
+            """,
+            """
+            CREATE OR REPLACE VIEW released_incidents AS
+            SELECT
+                r.case_id AS case_id,
+                viewer,
+                r.agency AS owner,
+                r.incident_id AS incident_id,
+                r.incident_event_id AS incident_event_id,
+                r.released_at AS released_at,
+                i.category AS category,
+                i.severity AS severity,
+                i.occurred_at AS occurred_at,
+                i.admin_unit_name AS admin_unit_name,
+                i.address AS address,
+                i.modus_operandi AS modus_operandi,
+                i.narrative AS narrative
+            FROM incident_releases AS r FINAL
+            ARRAY JOIN r.audience AS viewer
+            LEFT JOIN (
+                SELECT event_id, category, severity, occurred_at, admin_unit_name, address,
+                       modus_operandi, narrative
+                FROM incidents FINAL
+            ) AS i ON i.event_id = r.incident_event_id
+            WHERE viewer != r.agency
+            COMMENT 'Details of incidents their owner released, per agency allowed to see them'
+            """,
+        ),
+    ),
 )
 
 

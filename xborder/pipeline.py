@@ -74,12 +74,13 @@ class Pipeline:
     def wait_until_drained(self, topics: Topics, timeout_s: float = 120.0) -> None:
         """Wait until every stage has committed everything published so far.
 
-        In order: the worker's ingest, its correlation and case stages (whose input the
-        previous stage wrote before committing), then the sink.
+        In order: the worker's ingest, its correlation stage, the forwarding of agencies'
+        verification inputs, the case stage (whose input the previous stages wrote before
+        committing), then the sink.
         """
         deadline = time.monotonic() + timeout_s
         self.wait_for_worker(topics, timeout_s)
-        for stage in ([topics.blocks], [topics.links]):
+        for stage in ([topics.blocks], topics.all_verdicts, [topics.links]):
             self._wait_for(self.settings.worker.app_id, stage, deadline)
         if self.with_sink:
             self._wait_for(self.settings.sink.group_id, topics.sunk(), deadline)

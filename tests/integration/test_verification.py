@@ -15,6 +15,7 @@ from kafka import KafkaConsumer
 
 from xborder.agencies import load_agencies
 from xborder.bench.kafka_io import Message, publish
+from xborder.clickhouse import get_client
 from xborder.deadletter import HEADER_ERROR, HEADER_REASON
 from xborder.pipeline import Pipeline
 from xborder.samples import sample_events
@@ -195,17 +196,26 @@ def _now_ms() -> int:
 
 @pytest.fixture
 def harness(make_settings: Any) -> Iterator[tuple[Harness, Pipeline]]:
-    settings = make_settings(**{"verification.tick_s": 0.5})
+    # ticks often enough to be seen, rarely enough for the case stage to be caught up
+    settings = make_settings(**{"verification.tick_s": 3.0})
     h = Harness(settings)
     ensure_project_topics(settings, h.topics)
-    pipeline = Pipeline(settings, sink=False)
+    pipeline = Pipeline(settings)
     with pipeline.running():
         pipeline.wait_until_settled()
         yield h, pipeline
 
 
+def _clickhouse(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    client = get_client(settings)
+    try:
+        return [tuple(row) for row in client.query(sql).result_rows]
+    finally:
+        client.close()
+
+
 def test_whole_lifecycles_and_refused_inputs(harness: tuple[Harness, Pipeline]) -> None:
-    h, _ = harness
+    h, pipeline = harness
     agreed_pair, disputed_pair, early_pair = h.publish_pair(), h.publish_pair(), h.publish_pair()
     # before the hit there is no case to release into
     early_release = h.release("cantho", "no-such-case", early_pair[0])
@@ -258,6 +268,56 @@ def test_whole_lifecycles_and_refused_inputs(harness: tuple[Harness, Pipeline]) 
     assert record["audience"] == ["angiang", "cantho"]
     assert h.rejected(h.release("angiang", early, early_pair[0]))[0] == "not-own-incident"
     assert h.status(early) == "PENDING_VERIFICATION"  # a release changes no status
+
+    # the analysts' tables, once the sink has stored everything (it owns embedded ClickHouse)
+    pipeline.wait_until_drained(h.topics)
+    pipeline.stop()
+    s = h.settings
+    statuses = dict(_clickhouse(s, "SELECT case_id, status FROM cases_current"))
+    assert statuses == {
+        agreed: "CONCLUDED",
+        disputed: "DISPUTED",
+        early: "PENDING_VERIFICATION",
+    }
+    verdicts = _clickhouse(
+        s, "SELECT case_id, agency, decision FROM verdicts FINAL ORDER BY case_id, agency"
+    )
+    assert sorted(verdicts) == sorted(
+        [
+            (agreed, "angiang", "CONFIRM"),
+            (agreed, "cantho", "CONFIRM"),
+            (disputed, "angiang", "REJECT"),
+            (disputed, "cantho", "CONFIRM"),
+        ]
+    )
+    [(conclusion_id, case_id, agencies)] = _clickhouse(
+        s, "SELECT conclusion_id, case_id, verdict_agencies FROM case_conclusions FINAL"
+    )
+    assert (case_id, agencies) == (agreed, ["angiang", "cantho"])
+    assert _clickhouse(s, "SELECT case_id, agency, conclusion_id FROM case_reports FINAL") == [
+        (agreed, "cantho", conclusion_id)
+    ]
+    assert {a for _, a in _clickhouse(s, "SELECT case_id, agency FROM time_to_agreement")} == {
+        "angiang",
+        "cantho",
+    }
+    # hit, then release: angiang sees cantho's incident in the early case, released; the
+    # details of nothing else
+    hits = _clickhouse(
+        s,
+        f"SELECT owner, incident_id, released FROM case_hits "
+        f"WHERE viewer = 'angiang' AND case_id = '{early}'",
+    )
+    assert hits == [("cantho", early_pair[0][1], True)]
+    released = _clickhouse(
+        s, "SELECT case_id, viewer, owner, incident_id, category FROM released_incidents"
+    )
+    assert released == [(early, "angiang", "cantho", early_pair[0][1], "THEFT")]
+    not_released = _clickhouse(
+        s,
+        f"SELECT count() FROM case_hits WHERE case_id = '{agreed}' AND released",
+    )
+    assert not_released == [(0,)]
 
 
 def test_garbage_on_a_verdict_topic_is_dead_lettered_at_the_door(
