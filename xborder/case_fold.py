@@ -52,6 +52,9 @@ class CaseSummary:
     absorbed: list[str] = field(default_factory=list)
     """Cases merged into this one."""
     correlation_ids: list[str] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    """The case's correlations when the fold read them (``correlations``): match kind,
+    score, threshold and each piece of evidence, in ``correlation_ids`` order."""
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     """Accepted verdicts, in order."""
     conclusions: list[dict[str, Any]] = field(default_factory=list)
@@ -113,6 +116,7 @@ class CaseSummary:
                 for (a, i), e in sorted(self.incidents.items())
             ],
             "correlation_ids": self.correlation_ids,
+            "evidence": self.evidence,
             "absorbed": self.absorbed,
             "verdicts": self.verdicts,
             "conclusion": self.conclusion,
@@ -150,6 +154,7 @@ class CaseFold:
     def __init__(self) -> None:
         self.cases: dict[str, CaseSummary] = {}
         self.case_of_correlation: dict[str, str] = {}
+        self.correlations: dict[str, dict[str, Any]] = {}
         self.step = 0
 
     def case(self, case_id: str) -> CaseSummary:
@@ -162,6 +167,21 @@ class CaseFold:
         kind = _short_name(record_name)
         if kind == "CaseEvent":
             self.case_event(value)
+        elif kind == "Correlation":
+            cid = value["correlation_id"]
+            self.correlations[cid] = {
+                "correlation_id": cid,
+                "match_kind": value.get("match_kind", "IDENTITY"),
+                "score": value["score"],
+                "threshold": value["threshold"],
+                "incidents": [
+                    [value[side]["agency"], value[side]["incident_id"]]
+                    for side in ("incident_a", "incident_b")
+                ],
+                "evidence": [dict(e) for e in value.get("evidence") or ()],
+            }
+            for holder in {self.case_of_correlation.get(cid)} - {None}:
+                self.attach_evidence(self.cases[str(holder)])
         elif kind == "Verdict":
             self.verdict(value)
         elif kind == "CaseConclusion":
@@ -195,6 +215,12 @@ class CaseFold:
             )
         # anything else on these topics is not about a case's verification: skipped
 
+    def attach_evidence(self, case: CaseSummary) -> None:
+        """The case's correlations read so far, in ``correlation_ids`` order."""
+        case.evidence = [
+            self.correlations[c] for c in case.correlation_ids if c in self.correlations
+        ]
+
     def case_event(self, event: Mapping[str, Any]) -> None:
         case = self.case(event["case_id"])
         kind, sequence = event["event_type"], int(event.get("sequence") or 0)
@@ -206,6 +232,8 @@ class CaseFold:
             self.case_of_correlation.setdefault(cid, case.case_id)
             if cid not in case.correlation_ids:
                 case.correlation_ids.append(cid)
+        if self.correlations:
+            self.attach_evidence(case)
         entry: dict[str, Any] = {"at": event["at"], "what": kind, "status": event["status"]}
         refs = {(r["agency"], r["incident_id"]): str(r["event_id"]) for r in event["incidents"]}
         if kind == "MERGED":

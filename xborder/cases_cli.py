@@ -234,6 +234,12 @@ def print_case(case: CaseSummary, out: TextIO) -> None:
     line(f"incidents   {len(case.incidents)}")
     for (agency, incident_id), event_id in sorted(case.incidents.items()):
         line(f"  {agency}  {incident_id}  (event {event_id})")
+    line(f"evidence    {len(case.evidence)} of {len(case.correlation_ids)} links")
+    for link in case.evidence:
+        pair = " ~ ".join("/".join(ref) for ref in link["incidents"])
+        line(f"  {link['match_kind']}  {pair}  score {link['score']:.1f} (>= {link['threshold']})")
+        for e in link["evidence"]:
+            line(f"    {e['kind']} {e['weight']:+.1f}  {e['detail']}")
     line(f"verdicts    {len(case.verdicts)}")
     for v in case.verdicts:
         reason = f"  {v['reason']!r}" if v.get("reason") else ""

@@ -578,10 +578,12 @@ def _fold_topics(
 
 
 def fold_cases(settings: Settings, codec: AvroCodec) -> dict[str, CaseSummary]:
-    """Every case of ``cases`` with its verification (``verification``), read to the end:
-    by case id, merged ones included (``merged_into`` set)."""
+    """Every case of ``cases`` with its evidence (``correlations``) and verification
+    (``verification``), read to the end: by case id, merged ones included (``merged_into``
+    set)."""
     names = _topics(settings)
-    return _fold_topics(settings, codec, [names.cases, names.verification]).cases
+    topics = [names.correlations, names.cases, names.verification]
+    return _fold_topics(settings, codec, topics).cases
 
 
 def incident_event_in_case(

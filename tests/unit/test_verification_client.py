@@ -301,3 +301,30 @@ def test_a_case_id_may_be_given_as_a_unique_prefix() -> None:
         match_case(ids, "bbb")
     with pytest.raises(UnknownCaseError, match="no case 'cccccc'"):
         match_case(ids, "cccccc")
+
+
+def _correlation(cid: str) -> tuple[str, dict[str, Any]]:
+    return (
+        "xborder.v1.Correlation",
+        {
+            "correlation_id": cid,
+            "incident_a": _ref("angiang", "A1"),
+            "incident_b": _ref("cantho", "C1"),
+            "score": 9.5,
+            "threshold": 9.0,
+            "evidence": [{"kind": "SAME_PLACE", "weight": 4.0, "detail": "within 120 m"}],
+            "match_kind": "SAME_OCCURRENCE",
+        },
+    )
+
+
+@pytest.mark.parametrize("correlation_first", [True, False])
+def test_a_case_shows_the_evidence_of_its_links_whatever_the_order(correlation_first) -> None:
+    created = _case_event("k1", "CREATED", 1, incidents=(("angiang", "A1"), ("cantho", "C1")))
+    records = [_correlation("corr-1"), _correlation("unrelated"), created]
+    if not correlation_first:
+        records = records[::-1]
+    case = fold_records(records)["k1"]
+    assert [link["correlation_id"] for link in case.evidence] == ["corr-1"]
+    assert case.evidence[0]["match_kind"] == "SAME_OCCURRENCE"
+    assert case.as_dict()["evidence"][0]["evidence"][0]["detail"] == "within 120 m"
