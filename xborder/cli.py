@@ -185,6 +185,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from xborder.bench.latency import main as latency_main
 
         return latency_main(settings, args.rest)
+    if args.what == "verification":
+        from xborder.bench.verification import main as verification_main
+
+        return verification_main(settings, args.rest)
     if args.what == "geo":
         from xborder import geo_bench
 
@@ -312,9 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="benchmarks that print figures: the whole pipeline, the worker's stages, "
-        "latency under sustained load, the codec, geo lookups",
+        "latency under sustained load, verdict to conclusion, the codec, geo lookups",
     )
-    bench.add_argument("what", choices=["pipeline", "stages", "latency", "codec", "geo"])
+    bench.add_argument(
+        "what", choices=["pipeline", "stages", "latency", "verification", "codec", "geo"]
+    )
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
     bench.set_defaults(handler=cmd_bench)
 
