@@ -31,7 +31,7 @@ from typing import Any
 
 WAITING = ("PENDING_VERIFICATION", "DISPUTED", "OPEN")
 """Statuses in which a case waits for verdicts."""
-TIME_FIELDS = frozenset({"at", "decided_at", "requested_at", "released_at", "agreed_at"})
+TIME_FIELDS = frozenset({"at", "decided_at", "requested_at", "released_at", "agreed_at", "sent"})
 """Timestamp fields (milliseconds) that :meth:`CaseSummary.as_dict` writes as ISO-8601."""
 
 
@@ -63,6 +63,9 @@ class CaseSummary:
     """Accepted CaseReports, in order."""
     releases: list[dict[str, Any]] = field(default_factory=list)
     """Accepted IncidentReleases (with their audience), in order."""
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    """VERIFICATION_OVERDUE alerts raised for the case (once each, whatever the number of
+    alert topics they went to): ``identifier``, ``sent``, ``headline``."""
     timeline: list[dict[str, Any]] = field(default_factory=list)
     """What happened, in record order: ``{"at": ms, "what": ..., ...}``."""
     asked: dict[str, int] = field(default_factory=dict)
@@ -123,6 +126,7 @@ class CaseSummary:
             "report": self.report,
             "past_conclusions": [c for c in self.conclusions if c is not self.conclusion],
             "releases": self.releases,
+            "escalations": self.escalations,
             "timeline": self.timeline,
         }
         return {k: _iso_times(v) for k, v in data.items()}
@@ -213,6 +217,13 @@ class CaseFold:
                     "audience": list(value.get("audience") or ()),
                 }
             )
+        elif kind == "Alert" and value.get("alert_kind") == "VERIFICATION_OVERDUE":
+            case = self.case(str(value["case_id"]))
+            if all(e["identifier"] != value["identifier"] for e in case.escalations):
+                case.escalations.append({k: value[k] for k in ("identifier", "sent", "headline")})
+                case.timeline.append(
+                    {"at": value["sent"], "what": "escalated", "alert": value["identifier"]}
+                )
         # anything else on these topics is not about a case's verification: skipped
 
     def attach_evidence(self, case: CaseSummary) -> None:

@@ -267,6 +267,9 @@ def print_case(case: CaseSummary, out: TextIO) -> None:
                 f"  {iso(r['released_at'])}  {r['agency']}  {r['incident']['incident_id']}  "
                 f"to {', '.join(r.get('audience') or ()) or '-'}"
             )
+    if case.escalations:
+        last = iso(case.escalations[-1]["sent"])
+        line(f"overdue     {len(case.escalations)} escalation(s), last {last}")
     line("timeline")
     for entry in case.timeline:
         line(f"  {iso(entry['at'])}  {_describe(entry)}")

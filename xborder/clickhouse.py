@@ -435,6 +435,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             WHERE viewer != r.agency
             COMMENT 'Details of incidents their owner released, per agency allowed to see them'
             """,
+            """
+            CREATE OR REPLACE VIEW case_escalations AS
+            SELECT
+                case_id,
+                count() AS escalations,
+                min(sent) AS first_sent,
+                max(sent) AS last_sent,
+                argMax(headline, sent) AS last_headline
+            FROM alerts FINAL
+            WHERE alert_kind = 'VERIFICATION_OVERDUE' AND case_id IS NOT NULL
+            GROUP BY case_id
+            COMMENT 'Overdue joint verifications: escalations raised per case'
+            """,
         ),
     ),
 )

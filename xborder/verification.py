@@ -34,7 +34,7 @@ from typing import Any, Literal
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from xborder.agencies import AgenciesConfig
+from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.case_fold import CaseFold, CaseSummary, resolve
 from xborder.codec import AvroCodec
 from xborder.deadletter import HEADER_ERROR, HEADER_REASON
@@ -387,8 +387,8 @@ def _unreachable(settings: Settings, exc: BaseException) -> ServiceUnavailableEr
 
 
 def _topics(settings: Settings) -> Topics:
-    """Topic names that do not depend on the agencies (verification, dead letters, cases)."""
-    return Topics(prefix=settings.topics.prefix, agency_ids=())
+    """Topic names of the deployment (the agencies config names the per-agency ones)."""
+    return Topics.from_settings(settings, load_agencies(settings.agencies_config))
 
 
 class _Reader:
@@ -578,11 +578,11 @@ def _fold_topics(
 
 
 def fold_cases(settings: Settings, codec: AvroCodec) -> dict[str, CaseSummary]:
-    """Every case of ``cases`` with its evidence (``correlations``) and verification
-    (``verification``), read to the end: by case id, merged ones included (``merged_into``
-    set)."""
+    """Every case of ``cases`` with its evidence (``correlations``), verification
+    (``verification``) and escalations (``alerts.<agency>``), read to the end: by case id,
+    merged ones included (``merged_into`` set)."""
     names = _topics(settings)
-    topics = [names.correlations, names.cases, names.verification]
+    topics = [names.correlations, names.cases, names.verification, *names.all_alerts]
     return _fold_topics(settings, codec, topics).cases
 
 

@@ -21,6 +21,7 @@ from xborder.pipeline import Pipeline
 from xborder.samples import sample_events
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
+from xborder.verification import fold_cases
 from xborder.wire import WireCodec, codec_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -389,6 +390,10 @@ def test_overdue_escalation_survives_a_worker_restart(make_settings: Any) -> Non
         assert "awaiting angiang, cantho" in alerts[0]["headline"]
         time.sleep(3)  # more ticks pass: the escalation is not repeated
         assert len(escalations()) == 2
+        # and it shows on the case, as a duty officer reads it
+        case = fold_cases(settings, h.codec)[case_id]
+        assert [e["identifier"] for e in case.escalations] == [alerts[0]["identifier"]]
+        assert case.status == "PENDING_VERIFICATION" and case.awaiting == ["angiang", "cantho"]
 
 
 def test_a_rebuild_from_the_log_equals_the_live_outputs(

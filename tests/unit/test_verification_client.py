@@ -328,3 +328,20 @@ def test_a_case_shows_the_evidence_of_its_links_whatever_the_order(correlation_f
     assert [link["correlation_id"] for link in case.evidence] == ["corr-1"]
     assert case.evidence[0]["match_kind"] == "SAME_OCCURRENCE"
     assert case.as_dict()["evidence"][0]["evidence"][0]["detail"] == "within 120 m"
+
+
+def test_escalations_show_on_the_case_once_whatever_the_alert_topics() -> None:
+    created = _case_event("k1", "CREATED", 1, incidents=(("angiang", "A1"), ("cantho", "C1")))
+    alert = {
+        "identifier": "esc-1",
+        "alert_kind": "VERIFICATION_OVERDUE",
+        "case_id": "k1",
+        "sent": 5_000,
+        "headline": "Case k1 waiting for verification for 24.0 h; awaiting angiang",
+    }
+    other = dict(alert, alert_kind="SUBJECT_ACROSS_BORDER", identifier="x")
+    case = fold_records([created, ("xborder.v1.Alert", alert), ("xborder.v1.Alert", alert),
+                         ("xborder.v1.Alert", other)])["k1"]  # fmt: skip
+    assert [e["identifier"] for e in case.escalations] == ["esc-1"]
+    assert case.as_dict()["escalations"][0]["sent"].startswith("1970-01-01T00:00:05")
+    assert [t["what"] for t in case.timeline] == ["CREATED", "escalated"]
