@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 import uuid
@@ -52,7 +53,7 @@ from xborder.agencies import load_agencies
 from xborder.bench.kafka_io import Message, publish
 from xborder.bench.latency_load import Corpus, Published, publish_paced
 from xborder.bench.latency_math import send_lateness_ms, summary
-from xborder.bench.probes import CpuMeter, machine, require_broker
+from xborder.bench.probes import CpuMeter, cpu_seconds, machine, require_broker
 from xborder.errors import ConfigurationError, ServiceUnavailableError
 from xborder.pipeline import Pipeline
 from xborder.samples import sample_events
@@ -69,6 +70,7 @@ NO_ESCALATION_HOURS = 10 * 365 * 24.0
 """Verification timeout of the run (see the module docstring)."""
 OFFICER = Officer("be" * 32, "bench-key-1")
 """A pseudonymous officer token: the benchmark holds no real identities."""
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Position = tuple[str, int, int]
 """(topic, partition, offset) of a message."""
 
@@ -402,6 +404,8 @@ def _measure(
     handlers = {"Verdict": accepted, "CaseConclusion": concluded}
     cpu = CpuMeter(pids)
     with _Reader(bootstrap, topics.verification, codec, handlers):
+        busy = machine_busy_s()
+        harness = cpu_seconds(os.getpid()) or 0.0
         cpu.start()
         load.start()
         started = time.time()
@@ -431,6 +435,9 @@ def _measure(
         say(progress(started, len(cases)) + "; all verdicts sent")
         load.join()
         cpu.stop()
+        busy = machine_busy_s() - busy
+        harness = (cpu_seconds(os.getpid()) or 0.0) - harness
+        load_s = time.time() - started
         deadline = time.monotonic() + params.timeout_s
         while time.monotonic() < deadline and any(c.conclusion_arrival is None for c in cases):
             time.sleep(0.2)
@@ -442,8 +449,20 @@ def _measure(
         "published": load.published,
         "cpu_seconds_per_1000_events": cpu.per_thousand(params.load_events()),
         "cpu_seconds": {n: round(s, 1) for n, s in cpu.used.items()},
-        "load_seconds": round(time.time() - started, 1),
+        "load_seconds": round(load_s, 1),
+        "machine_cores_busy": {
+            "all": round(busy / load_s, 2),
+            "benchmark": round(harness / load_s, 2),
+            "others": round((busy - harness - sum(cpu.used.values())) / load_s, 2),
+        },
     }
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores of the machine have been busy since boot (``/proc/stat``:
+    everything but idle and iowait), to tell how much other processes took during a run."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / _CLOCK_TICKS
 
 
 def _on_delivery(case: CaseRun, step: int) -> Callable[[Any, Any], None]:
@@ -504,10 +523,14 @@ class _Reader:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            messages = self.consumer.consume(500, 0.1)
+            # poll returns as soon as a message is there; consume(n, timeout) would wait
+            # for n messages or the whole timeout, and delay the arrival times
+            first = self.consumer.poll(0.1)
             arrival = time.time()
             self._polled.set()
-            for message in messages:
+            if first is None:
+                continue
+            for message in [first, *self.consumer.consume(500, 0)]:
                 value = message.value()
                 if message.error() is not None or not value:
                     continue
@@ -587,6 +610,11 @@ def format_report(report: Mapping[str, Any]) -> str:
     )
     cpu = report["cpu_seconds_per_1000_events"]
     out.write("cpu s/1000 load events: " + ", ".join(f"{n} {v:.3f}" for n, v in cpu.items()))
+    cores = report["machine_cores_busy"]
+    out.write(
+        f"\ncores busy during the load: {cores['all']} of {os.cpu_count()} (this benchmark's "
+        f"process {cores['benchmark']}, other processes of the machine {cores['others']})"
+    )
     settings = ", ".join(f"{k} {v}" for k, v in report["settings"].items())
     verdict = "met" if report["target_met"] else "NOT met: " + "; ".join(report["why_not"])
     out.write(f"\nsettings: {settings}\ntarget (p99 <= {TARGET_P99_MS:.0f} ms): {verdict}\n")
