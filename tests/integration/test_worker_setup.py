@@ -19,7 +19,8 @@ def test_changelog_topics_exist_with_their_tables_partitions_before_faust_starts
         table.changelog_topic.get_topic_name(): table.partitions or settings.topics.partitions
         for table in app.tables.values()
     }
-    assert len(expected) == 2  # correlation-batches (one per partition), case-batches (one)
+    # correlation-batches (one per partition), case-batches and case-lifecycle (one each)
+    assert len(expected) == 3
 
     assert sorted(ensure_changelog_topics(settings, app)) == sorted(expected)
     ensure_changelog_topics(settings, app)  # a second worker starting: no error
@@ -30,4 +31,4 @@ def test_changelog_topics_exist_with_their_tables_partitions_before_faust_starts
     finally:
         consumer.close()
     assert found == expected
-    assert sorted(found.values()) == [1, settings.topics.partitions]
+    assert sorted(found.values()) == [1, 1, settings.topics.partitions]
