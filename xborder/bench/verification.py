@@ -323,8 +323,10 @@ def open_cases(
 ) -> list[CaseRun]:
     """Publish ``count`` cross-border pairs dated ``dated`` and wait until each is a case."""
     pairs, messages = [], []
-    for _ in range(count):
+    for n in range(count):
         events = sample_events(2, now=dated)
+        for event in events:  # the samples' 6 random hex digits collide in 1,000s of pairs
+            event["incident_id"] = f"{event['agency'].upper()}-BENCH-{n:06d}-{uuid.uuid4().hex}"
         pairs.append(tuple((e["agency"], e["incident_id"]) for e in events))
         messages += [
             Message(
@@ -342,21 +344,21 @@ def open_cases(
         for ref in value.get("incidents", ()):
             case_of[(ref["agency"], ref["incident_id"])] = value["case_id"]
 
-    def done() -> bool:
-        return all(a in case_of and b in case_of for a, b in pairs)
+    def opened() -> int:
+        return sum(a in case_of and b in case_of for a, b in pairs)
 
     with _Reader(settings.kafka.bootstrap_servers, topics.cases, codec, {"CaseEvent": take}):
         deadline, shown = time.monotonic() + timeout_s, time.monotonic()
-        while not done():
+        while opened() < count:
             if time.monotonic() > deadline:
                 raise ServiceUnavailableError(
-                    f"only {sum(a in case_of for a, _ in pairs):,} of {count:,} pairs became "
+                    f"only {opened():,} of {count:,} pairs became "
                     f"cases within {timeout_s:.0f} s; see the worker log in "
                     f"{settings.data_dir / 'logs'}"
                 )
             if time.monotonic() - shown > 5:
                 shown = time.monotonic()
-                say(f"  {sum(a in case_of for a, _ in pairs):,} of {count:,} cases open")
+                say(f"  {opened():,} of {count:,} cases open")
             time.sleep(0.2)
     split = [(a, b) for a, b in pairs if case_of[a] != case_of[b]]
     if split:
