@@ -405,7 +405,8 @@ def _measure(
     )
     handlers = {"Verdict": accepted, "CaseConclusion": concluded}
     cpu = CpuMeter(pids)
-    with _Reader(bootstrap, topics.verification, codec, handlers):
+    sampler = BusySampler({**pids, "benchmark": os.getpid()})
+    with _Reader(bootstrap, topics.verification, codec, handlers), sampler:
         busy = machine_busy_s()
         harness = cpu_seconds(os.getpid()) or 0.0
         cpu.start()
@@ -455,8 +456,9 @@ def _measure(
         "machine_cores_busy": {
             "all": round(busy / load_s, 2),
             "benchmark": round(harness / load_s, 2),
-            "others": round((busy - harness - sum(cpu.used.values())) / load_s, 2),
+            "others": round(max(0.0, busy - harness - sum(cpu.used.values())) / load_s, 2),
         },
+        "others_cores_by_second": [[round(t - started, 1), v] for t, v in sampler.others],
     }
 
 
@@ -465,6 +467,37 @@ def machine_busy_s() -> float:
     everything but idle and iowait), to tell how much other processes took during a run."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / _CLOCK_TICKS
+
+
+class BusySampler:
+    """Every second, the cores that processes other than ``pids`` kept busy: a run on a
+    shared machine tells which of its cases met another load."""
+
+    def __init__(self, pids: Mapping[str, int], interval_s: float = 1.0) -> None:
+        self.pids, self.interval_s = dict(pids), interval_s
+        self.others: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-busy", daemon=True)
+
+    def _used(self) -> tuple[float, float]:
+        ours = sum(cpu_seconds(p) or 0.0 for p in self.pids.values())
+        return machine_busy_s(), ours
+
+    def _run(self) -> None:
+        before, at = self._used(), time.time()
+        while not self._stop.wait(self.interval_s):
+            now, moment = self._used(), time.time()
+            others = (now[0] - before[0]) - (now[1] - before[1])
+            self.others.append((moment, round(max(0.0, others) / (moment - at), 2)))
+            before, at = now, moment
+
+    def __enter__(self) -> BusySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def _on_delivery(case: CaseRun, step: int) -> Callable[[Any, Any], None]:
@@ -613,9 +646,12 @@ def format_report(report: Mapping[str, Any]) -> str:
     cpu = report["cpu_seconds_per_1000_events"]
     out.write("cpu s/1000 load events: " + ", ".join(f"{n} {v:.3f}" for n, v in cpu.items()))
     cores = report["machine_cores_busy"]
+    others = [v for _, v in report["others_cores_by_second"]]
+    busy = sum(v > 0.25 for v in others) / len(others) if others else 0.0
     out.write(
         f"\ncores busy during the load: {cores['all']} of {os.cpu_count()} (this benchmark's "
-        f"process {cores['benchmark']}, other processes of the machine {cores['others']})"
+        f"process {cores['benchmark']}, other processes of the machine {cores['others']}; "
+        f"they took more than 0.25 cores in {busy:.0%} of its seconds)"
     )
     settings = ", ".join(f"{k} {v}" for k, v in report["settings"].items())
     verdict = "met" if report["target_met"] else "NOT met: " + "; ".join(report["why_not"])
