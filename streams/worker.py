@@ -58,6 +58,7 @@ def create_worker_app(settings: Settings) -> faust.App:
             ),
             stage_batch_size=settings.worker.stage_batch_size,
             stage_linger_s=settings.worker.stage_linger_s,
+            case_linger_s=settings.verification.linger_s,
             lifecycle=lifecycle_config(settings),
             tick_s=settings.verification.tick_s,
         )

@@ -129,6 +129,10 @@ class VerificationSettings(_Group):
     VERIFICATION_OVERDUE escalation."""
     escalation_interval_hours: float = Field(default=12.0, gt=0)
     """Time between repeated escalations of a case still waiting."""
+    linger_s: float = Field(default=0.02, gt=0)
+    """Longest the case stage and the forwarding of verdicts wait to fill a batch (instead
+    of ``XBORDER_WORKER__STAGE_LINGER_S``): verification traffic is small, and a verdict
+    crosses both on its way to the agreed conclusion."""
     tick_s: float = Field(default=10.0, gt=0)
     """How often the worker that owns the case stage writes the wall clock into its log;
     an escalation is raised at most this long after it is due."""

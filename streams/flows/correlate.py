@@ -511,13 +511,16 @@ def register(
     store_options: Mapping[str, Any] | None = None,
     stage_batch_size: int = 200,
     stage_linger_s: float = 0.1,
+    case_linger_s: float = 0.02,
     lifecycle: LifecycleConfig | None = None,
     tick_s: float = 10.0,
 ) -> dict[str, int]:
     """Attach the correlate, case and verification agents, their tables and the lifecycle
     clock; returns live counters. ``store_options`` go to each table's RocksDB store (see
     :func:`store_options`); each agent takes up to ``stage_batch_size`` messages or what
-    arrived in ``stage_linger_s``; the clock ticks every ``tick_s`` seconds."""
+    arrived in ``stage_linger_s`` (``case_linger_s`` for the case stage and the forwarding
+    of verdicts, which a verdict crosses on its way to the conclusion); the clock ticks
+    every ``tick_s`` seconds."""
     incident_sources = frozenset(
         source_id(topic, p) for topic in names.all_incidents for p in range(partitions)
     )
@@ -795,7 +798,7 @@ def register(
 
     @app.agent(links, name="build_cases")
     async def build_cases(stream: faust.StreamT) -> None:
-        async for events in stage_batches(stream, stage_batch_size, stage_linger_s):
+        async for events in stage_batches(stream, stage_batch_size, case_linger_s):
             await apply_links(events)
 
     verdicts = app.topic(*names.all_verdicts, key_serializer="raw", value_serializer="raw")
@@ -803,7 +806,7 @@ def register(
     @app.agent(verdicts, name="forward_inputs")
     async def forward_inputs(stream: faust.StreamT) -> None:
         """Agencies' verification inputs join the case stage's log (or are dead-lettered)."""
-        async for events in stage_batches(stream, stage_batch_size, stage_linger_s):
+        async for events in stage_batches(stream, stage_batch_size, case_linger_s):
             pending, refused = [], []
             for event in events:
                 m = event.message

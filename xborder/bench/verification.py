@@ -282,6 +282,7 @@ def run_verification(
             "worker.stage_linger_s": settings.worker.stage_linger_s,
             "worker.stage_batch_size": settings.worker.stage_batch_size,
             "worker.ingest_linger_s": settings.worker.ingest_linger_s,
+            "verification.linger_s": settings.verification.linger_s,
             "verification.tick_s": settings.verification.tick_s,
         },
         "topics_prefix": settings.topics.prefix,
