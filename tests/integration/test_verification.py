@@ -4,10 +4,12 @@ and a rebuild of the lifecycle from the case stage's log."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ from xborder.wire import WireCodec, codec_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+EXAMPLE_AGENCIES = Path(__file__).resolve().parents[2] / "deploy" / "agencies.example.json"
 OFFICER = "ab" * 32
 """A pseudonymous officer token (64 hex); tests never hold real officer identities."""
 
@@ -440,3 +443,40 @@ def test_a_rebuild_from_the_log_equals_the_live_outputs(
     assert {name for name, _ in rebuilt} == {"Verdict", "CaseConclusion", "CaseReport"}
     assert log.life.machine.status(agreed) == "CONCLUDED"
     assert log.life.machine.status(disputed) == "DISPUTED"
+
+
+def _three_agencies(directory: Path) -> Path:
+    """The example agencies plus a third whose jurisdiction lies away from the boundary."""
+    example = json.loads(EXAMPLE_AGENCIES.read_text())
+    example["agencies"].append({"id": "vinhlong", "name": "Cong an tinh Vinh Long (example)"})
+    shapes = json.loads((EXAMPLE_AGENCIES.parent / example["jurisdictions"]).read_text())
+    box = [[105.90, 9.70], [105.98, 9.70], [105.98, 9.80], [105.90, 9.80], [105.90, 9.70]]
+    shapes["features"].append(
+        {
+            "type": "Feature",
+            "properties": {"agency": "vinhlong", "approximate": True},
+            "geometry": {"type": "Polygon", "coordinates": [box]},
+        }
+    )
+    (directory / "jurisdictions.geojson").write_text(json.dumps(shapes))
+    example["jurisdictions"] = "jurisdictions.geojson"
+    path = directory / "agencies.json"
+    path.write_text(json.dumps(example))
+    return path
+
+
+def test_a_verdict_about_a_case_the_agency_is_not_in_is_refused(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    settings = make_settings(agencies_config=_three_agencies(tmp_path))
+    h = Harness(settings)
+    ensure_project_topics(settings, h.topics)
+    pipeline = Pipeline(settings, sink=False)
+    with pipeline.running():
+        pipeline.wait_until_settled()
+        case_id = h.case_of(h.publish_pair()[0])
+        reason, error = h.rejected(h.verdict("vinhlong", case_id, "CONFIRM"))
+        assert reason == "not-involved" and "vinhlong" in error
+        report = h.report("vinhlong", case_id)
+        assert h.rejected(report)[0] == "not-involved"
+        assert h.status(case_id) == "PENDING_VERIFICATION"
