@@ -543,32 +543,27 @@ def register(
     keep_ms = config.window_ms + config.allowed_lateness_ms
     blocks = app.topic(names.blocks, key_serializer="raw", value_serializer="raw")
     links = app.topic(names.links, key_serializer="raw", value_serializer="raw", partitions=1)
-    block_table = app.Table(
-        "correlation-batches",
-        default=None,
-        partitions=partitions,
-        help="applied correlation.blocks messages",
-        key_type=bytes,
-        value_type=bytes,
-        options=dict(store_options or {}),
+
+    def bytes_table(name: str, table_partitions: int, about: str) -> faust.types.TableT:
+        """A table of raw keys and values in RocksDB with ``store_options``."""
+        return app.Table(
+            name,
+            default=None,
+            partitions=table_partitions,
+            help=about,
+            key_type=bytes,
+            value_type=bytes,
+            options=dict(store_options or {}),
+        )
+
+    block_table = bytes_table(
+        "correlation-batches", partitions, "applied correlation.blocks messages"
     )
-    link_table = app.Table(
-        "case-batches",
-        default=None,
-        partitions=1,
-        help="applied correlation.links messages",
-        key_type=bytes,
-        value_type=bytes,
-        options=dict(store_options or {}),
-    )
-    lifecycle_table = app.Table(
+    link_table = bytes_table("case-batches", 1, "applied correlation.links messages")
+    lifecycle_table = bytes_table(
         "case-lifecycle",
-        default=None,
-        partitions=1,
-        help="inputs that changed the case lifecycle, in the order applied (never evicted)",
-        key_type=bytes,
-        value_type=bytes,
-        options=dict(store_options or {}),
+        1,
+        "inputs that changed the case lifecycle, in the order applied (never evicted)",
     )
     blocks_state = _Replayable("correlate", block_table, keep_ms)
     links_state = _Replayable("cases", link_table, keep_ms)

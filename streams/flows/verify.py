@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 
 from streams.correlation.lifecycle import CaseLifecycle, LifecycleConfig, Outcome
-from xborder.codec import AvroCodec
+from xborder.codec import AvroCodec, Decoded
 from xborder.deadletter import DeadLetter
 from xborder.errors import InvalidRecordError
 from xborder.topics import Topics
@@ -113,12 +113,13 @@ class ForwardedInput:
         )
 
 
-def check_input(
+def read_input(
     codec: AvroCodec, names: Topics, topic: str, value: bytes | None
-) -> tuple[str, str] | None:
-    """Why a message on ``topic`` (a verdict topic) is not a lifecycle input, as (reason,
-    error); None when it is one."""
-    if names.agency_of_verdicts(topic) is None:
+) -> tuple[str, Decoded] | tuple[str, str]:
+    """A message of a verdict topic as (source agency, decoded lifecycle input), or why it
+    is not one as (reason, error); tell them apart with ``isinstance(result[1], str)``."""
+    agency = names.agency_of_verdicts(topic)
+    if agency is None:
         return "unknown-topic", f"{topic} is not the verdict topic of a configured agency"
     if not value:
         return "empty", "an empty message carries no verdict, report or release"
@@ -132,7 +133,16 @@ def check_input(
             f"{decoded.record_name} is not read from {topic}: an agency writes Verdict, "
             "CaseReport or IncidentRelease records there",
         )
-    return None
+    return agency, decoded
+
+
+def check_input(
+    codec: AvroCodec, names: Topics, topic: str, value: bytes | None
+) -> tuple[str, str] | None:
+    """Why a message on ``topic`` (a verdict topic) is not a lifecycle input, as (reason,
+    error); None when it is one."""
+    reason, result = read_input(codec, names, topic, value)
+    return (reason, result) if isinstance(result, str) else None
 
 
 @dataclass
@@ -189,13 +199,12 @@ class LifecycleStage:
 
     def agency_input(self, forwarded: ForwardedInput, out: LifecycleOutputs) -> None:
         """Apply one forwarded input; a refused one becomes a dead letter."""
-        source_agency = self.names.agency_of_verdicts(forwarded.topic)
-        refused = check_input(self.codec, self.names, forwarded.topic, forwarded.value)
-        if refused is not None or source_agency is None:
-            reason, error = refused or ("unknown-topic", forwarded.topic)
-            out.rejected.append(forwarded.dead_letter(reason, error))
+        source_agency, decoded = read_input(
+            self.codec, self.names, forwarded.topic, forwarded.value
+        )
+        if isinstance(decoded, str):
+            out.rejected.append(forwarded.dead_letter(source_agency, decoded))
             return
-        decoded = self.codec.decode(forwarded.value, logical_types=False)
         value = decoded.value
         outcome = self.machine.apply_record(decoded.record_name, value, source_agency)
         if outcome.rejection is not None:
