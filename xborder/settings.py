@@ -196,6 +196,10 @@ class WorkerSettings(_Group):
     ingest: bool = True
     """Run the ingest task. Off, the worker only correlates already-routed blocks: the
     stages then scale apart, and ``xborder bench stages`` times correlation alone."""
+    stall_timeout_s: float = Field(default=120.0, ge=0)
+    """Liveness watchdog: how long the correlation agents' committed offsets may stand
+    still while their partitions have lag (outside rebalances and table recovery) before
+    the worker exits with status 70 for its supervisor to restart it; 0 turns it off."""
 
     @property
     def heartbeat_interval_s(self) -> float:
@@ -229,6 +233,15 @@ class SinkSettings(_Group):
     capped at 30 s)."""
     session_timeout_s: float = Field(default=15.0, gt=0)
     """How long a silent sink keeps its partitions before the group reassigns them."""
+    group_instance_id: str | None = None
+    """Static group membership (KIP-345): a sink restarted with the same id within the
+    session timeout gets its partitions back at once, without a rebalance. Unique per sink
+    instance; a stopped static member keeps its partitions for the session timeout.
+    Empty: dynamic membership (a stop hands the partitions over at once)."""
+    stall_timeout_s: float = Field(default=120.0, ge=0)
+    """Liveness watchdog: how long the sink's committed offsets may stand still while its
+    partitions have lag and it is not knowingly waiting (ClickHouse or the broker away)
+    before it exits with status 70 for its supervisor to restart it; 0 turns it off."""
 
     @property
     def heartbeat_interval_s(self) -> float:
