@@ -15,8 +15,9 @@ SELECT`` over it that maps fields to columns, as :mod:`sinks.rows` does in Pytho
   fields appended to the writer schema: an Avro record is the concatenation of its
   fields, so a body followed by their encodings is a record of the extended schema.
 
-A record whose schema uses a type this mapping does not cover, and every message of an
-older writer version, takes the Python path instead.
+A record whose schema uses a type this mapping does not cover, a record no SELECT here
+reads (IncidentRelease: its details are a nullable record, and releases are rare), and
+every message of an older writer version, take the Python path instead.
 """
 
 from __future__ import annotations
@@ -140,14 +141,6 @@ SELECTS: dict[str, tuple[TableSelect, ...]] = {
             " requested_at",
             "event_id, case_id, agency, conclusion_id, conclusion, officer_token,"
             " officer_key_id, requested_at",
-        ),
-    ),
-    "xborder.v1.IncidentRelease": (
-        TableSelect(
-            "incident_releases",
-            "event_id case_id agency incident released_at audience",
-            "event_id, case_id, agency, incident.incident_id, incident.event_id, released_at,"
-            " audience",
         ),
     ),
 }

@@ -211,7 +211,24 @@ RELEASE_COLUMNS: Columns = (
     ("incident_event_id", "UUID"),
     ("released_at", "DateTime64(3, 'UTC')"),
     ("audience", "Array(LowCardinality(String))"),
+    ("has_details", "Bool"),
+    ("details_occurred_at", "Nullable(DateTime64(3, 'UTC'))"),
+    ("details_lat", "Nullable(Float64)"),
+    ("details_lon", "Nullable(Float64)"),
+    ("details_admin_unit_code", "Nullable(String)"),
+    ("details_admin_unit_name", "Nullable(String)"),
+    ("details_address", "Nullable(String)"),
+    ("details_category", "LowCardinality(Nullable(String))"),
+    ("details_severity", "LowCardinality(Nullable(String))"),
+    ("details_subject_kinds", "Array(LowCardinality(String))"),
+    ("details_subject_roles", "Array(LowCardinality(String))"),
+    ("details_subject_tokens", "Array(String)"),
+    ("details_subject_descriptors", "Array(Map(String, String))"),
+    ("details_modus_operandi", "Array(String)"),
+    ("details_narrative", "Nullable(String)"),
 )
+"""``has_details`` and the ``details_*`` columns hold the details the owner attached to the
+release (IncidentRelease.details); without them the columns are empty or NULL."""
 
 TABLE_COLUMNS: dict[str, Columns] = {
     "incidents": INCIDENT_COLUMNS,
@@ -362,9 +379,11 @@ def report_row(value: dict[str, Any]) -> Row:
 
 
 def release_row(value: dict[str, Any]) -> Row:
-    """One ``incident_releases`` row from an accepted IncidentRelease (audience filled in)."""
+    """One ``incident_releases`` row from an accepted IncidentRelease (audience filled in,
+    the details the owner attached, if any, in the ``details_*`` columns)."""
     incident = value["incident"]
-    return [
+    details = value.get("details")
+    row = [
         value["event_id"],
         value["case_id"],
         value["agency"],
@@ -372,6 +391,27 @@ def release_row(value: dict[str, Any]) -> Row:
         incident["event_id"],
         value["released_at"] / 1000,
         list(value.get("audience", [])),
+        details is not None,
+    ]
+    if details is None:
+        return [*row, *[None] * 8, [], [], [], [], [], None]
+    location, subjects = details["location"], details.get("subjects", [])
+    return [
+        *row,
+        details["occurred_at"] / 1000,
+        location["lat"],
+        location["lon"],
+        location["admin_unit_code"],
+        location["admin_unit_name"],
+        location.get("address"),
+        details["category"],
+        details["severity"],
+        [s["kind"] for s in subjects],
+        [s["role"] for s in subjects],
+        [s["token"] for s in subjects],
+        [dict(s.get("descriptors", {})) for s in subjects],
+        list(details.get("modus_operandi", [])),
+        details.get("narrative"),
     ]
 
 

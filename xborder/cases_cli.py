@@ -67,6 +67,41 @@ def match_case(case_ids: Sequence[str], given: str) -> str:
 # -- verify -------------------------------------------------------------------------------
 
 
+def event_from_file(
+    path: str, agency: str, incident_id: str, event_id: str | None = None
+) -> dict[str, Any]:
+    """The newest event of ``agency``'s ``incident_id`` in a JSON-lines file (the one with
+    ``event_id`` when given): what a release with details copies them from."""
+    found: dict[str, Any] | None = None
+    try:
+        with open(path, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError as exc:
+                    raise ConfigurationError(
+                        f"{path}, line {number}: not a JSON event ({exc}); "
+                        "give the JSON lines your agency published"
+                    ) from exc
+                if not isinstance(event, dict):
+                    continue
+                if event.get("agency") != agency or event.get("incident_id") != incident_id:
+                    continue
+                if event_id is None or event.get("event_id") == event_id:
+                    found = event
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read --details-file {path}: {exc}") from exc
+    if found is None:
+        which = f"event {event_id} of " if event_id else ""
+        raise ConfigurationError(
+            f"--details-file {path} has no {which}{agency} incident {incident_id}; "
+            "give the file of events your agency published"
+        )
+    return found
+
+
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.agencies import load_agencies
     from xborder.verification import (
@@ -85,6 +120,11 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             f"(or set {ENV_OFFICER_TOKEN} and {ENV_OFFICER_KEY_ID})"
         )
     _check_before_connecting(args)
+    released_event = None
+    if action == "release" and args.details_file:
+        released_event = event_from_file(
+            args.details_file, args.agency, args.incident, args.incident_event_id
+        )
     agencies = load_agencies(settings.agencies_config)
     codec = codec_for(settings)
     with VerificationClient(
@@ -107,7 +147,11 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         since = outcome_positions(settings) if fresh else None
         if action == "release":
             event_id = client.release(
-                case_id, args.incident, args.incident_event_id, event_id=args.event_id
+                case_id,
+                args.incident,
+                args.incident_event_id,
+                event_id=args.event_id,
+                event=released_event,
             )
         elif action == "report":
             event_id = client.report(
@@ -338,6 +382,13 @@ def add_verify_parser(sub: Any) -> None:
     release.add_argument("--incident", required=True, help="your agency's incident id")
     release.add_argument(
         "--incident-event-id", help="the incident event released (default: the one the case linked)"
+    )
+    release.add_argument(
+        "--details-file",
+        help="JSON lines of your agency's events (as given to 'xborder publish'): the newest "
+        "event of --incident (or --incident-event-id) is released with its details, which the "
+        "case's agencies then read on the verification topic; without it the release only "
+        "names the event",
     )
     report = actions.add_parser(
         "report", parents=[common, officer], help="report the agreed conclusion to superiors"

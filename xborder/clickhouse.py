@@ -450,6 +450,62 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        8,
+        "released details on the release itself: incident_releases details columns",
+        (
+            """
+            ALTER TABLE incident_releases
+                ADD COLUMN IF NOT EXISTS has_details Bool,
+                ADD COLUMN IF NOT EXISTS details_occurred_at Nullable(DateTime64(3, 'UTC')),
+                ADD COLUMN IF NOT EXISTS details_lat Nullable(Float64),
+                ADD COLUMN IF NOT EXISTS details_lon Nullable(Float64),
+                ADD COLUMN IF NOT EXISTS details_admin_unit_code Nullable(String),
+                ADD COLUMN IF NOT EXISTS details_admin_unit_name Nullable(String),
+                ADD COLUMN IF NOT EXISTS details_address Nullable(String),
+                ADD COLUMN IF NOT EXISTS details_category LowCardinality(Nullable(String)),
+                ADD COLUMN IF NOT EXISTS details_severity LowCardinality(Nullable(String)),
+                ADD COLUMN IF NOT EXISTS details_subject_kinds Array(LowCardinality(String)),
+                ADD COLUMN IF NOT EXISTS details_subject_roles Array(LowCardinality(String)),
+                ADD COLUMN IF NOT EXISTS details_subject_tokens Array(String),
+                ADD COLUMN IF NOT EXISTS details_subject_descriptors Array(Map(String, String)),
+                ADD COLUMN IF NOT EXISTS details_modus_operandi Array(String),
+                ADD COLUMN IF NOT EXISTS details_narrative Nullable(String)
+            """,
+            """
+            CREATE OR REPLACE VIEW released_incidents AS
+            SELECT
+                r.case_id AS case_id,
+                viewer,
+                r.agency AS owner,
+                r.incident_id AS incident_id,
+                r.incident_event_id AS incident_event_id,
+                r.released_at AS released_at,
+                if(r.has_details, 'release', 'incident event') AS details_from,
+                if(r.has_details, r.details_category, i.category) AS category,
+                if(r.has_details, r.details_severity, i.severity) AS severity,
+                if(r.has_details, r.details_occurred_at, i.occurred_at) AS occurred_at,
+                if(r.has_details, r.details_admin_unit_name, i.admin_unit_name)
+                    AS admin_unit_name,
+                if(r.has_details, r.details_address, i.address) AS address,
+                if(r.has_details, r.details_modus_operandi, i.modus_operandi) AS modus_operandi,
+                if(r.has_details, r.details_narrative, i.narrative) AS narrative,
+                r.details_subject_kinds AS subject_kinds,
+                r.details_subject_tokens AS subject_tokens,
+                r.details_subject_descriptors AS subject_descriptors
+            FROM incident_releases AS r FINAL
+            ARRAY JOIN r.audience AS viewer
+            LEFT JOIN (
+                SELECT event_id, category, severity, occurred_at, admin_unit_name, address,
+                       modus_operandi, narrative
+                FROM incidents FINAL
+            ) AS i ON i.event_id = r.incident_event_id
+            WHERE viewer != r.agency
+            COMMENT 'Details of incidents their owner released, per agency allowed to see them:
+ those attached to the release, else those of the named event'
+            """,
+        ),
+    ),
 )
 
 

@@ -211,6 +211,31 @@ def report_record(
     }
 
 
+RELEASED_FIELDS = (
+    "occurred_at",
+    "location",
+    "category",
+    "severity",
+    "subjects",
+    "modus_operandi",
+    "narrative",
+)
+"""The fields of an incident event that a release carries as its details."""
+
+
+def released_details(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The ReleasedDetails of an IncidentReported or IncidentUpdated event (as published,
+    JSON or decoded): its time, place, category, severity, subjects with their descriptors,
+    modus operandi and narrative. Edit the result to release less."""
+    missing = [name for name in RELEASED_FIELDS[:4] if name not in event]
+    if missing:
+        raise InvalidRecordError(
+            f"details: the event has no {', '.join(missing)}; give the IncidentReported or "
+            "IncidentUpdated event whose details are released"
+        )
+    return {name: event[name] for name in RELEASED_FIELDS if name in event}
+
+
 def release_record(
     agency: str,
     case_id: str,
@@ -219,9 +244,12 @@ def release_record(
     *,
     event_id: str | None = None,
     released_at_ms: int | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An IncidentRelease of the agency's own incident ``incident_id`` to case ``case_id``
-    (the audience is left empty: the lifecycle fills it in)."""
+    (the audience is left empty: the lifecycle fills it in). ``details`` (see
+    :func:`released_details`) travel with the release to the case's agencies; without
+    them the release only names the event."""
     if not isinstance(incident_id, str) or not incident_id.strip():
         raise InvalidRecordError("incident.incident_id: is empty; give the agency's incident id")
     return {
@@ -235,6 +263,7 @@ def release_record(
         },
         "released_at": _now_ms() if released_at_ms is None else released_at_ms,
         "audience": [],
+        "details": None if details is None else dict(details),
     }
 
 
@@ -341,15 +370,36 @@ class VerificationClient:
         incident_event_id: str | None = None,
         *,
         event_id: str | None = None,
+        event: Mapping[str, Any] | None = None,
     ) -> str:
-        """Release the details of the agency's incident to the case's agencies. Without
-        ``incident_event_id``, the incident event the case linked (read from ``cases``)."""
+        """Release the details of the agency's incident to the case's agencies.
+
+        With ``event`` (the IncidentReported or IncidentUpdated event as the agency
+        published it), the release names that event and carries its details, so the
+        audience reads them on ``verification``; otherwise it names ``incident_event_id``,
+        or the incident event the case linked (read from ``cases``), by reference only."""
+        details = None
+        if event is not None:
+            details = released_details(event)
+            if event.get("agency") != self.agency_id or event.get("incident_id") != incident_id:
+                raise InvalidRecordError(
+                    f"details: the event is {event.get('agency')}'s incident "
+                    f"{event.get('incident_id')}, not {self.agency_id}'s {incident_id}"
+                )
+            incident_event_id = str(event.get("event_id", ""))
+            if isinstance(details["occurred_at"], str):  # as published in JSON lines
+                details = self.codec.from_json("ReleasedDetails", details)
         if incident_event_id is None:
             incident_event_id = incident_event_in_case(
                 self.settings, self.codec, case_id, self.agency_id, incident_id
             )
         value = release_record(
-            self.agency_id, case_id, incident_id, incident_event_id, event_id=event_id
+            self.agency_id,
+            case_id,
+            incident_id,
+            incident_event_id,
+            event_id=event_id,
+            details=details,
         )
         return self.send("IncidentRelease", value)
 

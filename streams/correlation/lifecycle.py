@@ -69,7 +69,11 @@ Rules where the issue leaves a choice:
 - Verdicts on an agreed or reported case are rejected: the conclusion stands until a new
   link reopens the case.
 - A release reaches the agencies in the case when it is accepted; an agency joining later
-  sees the details only after the owner releases again (secrecy first).
+  sees the details only after the owner releases again (secrecy first). The details the
+  owner attached (``details``) pass through on the accepted copy, which is how they reach
+  the audience on the topic; a release naming a newer event of the same incident is
+  accepted again (updated details), one naming the same event to the same audience is
+  already-released.
 
 Clock: a case starts waiting at the event time of the input that opened (or reopened) it;
 a new link to a waiting case does not restart the wait (a trickle of links must not delay
@@ -657,17 +661,22 @@ class CaseLifecycle:
             )
         previous = case.releases.get(agency, {}).get(incident_id)
         audience = sorted(set(case.agencies) | set(previous.audience if previous else ()))
-        if previous is not None and previous.audience == audience:
+        incident_event_id = _str(ref.get("event_id"))
+        if (
+            previous is not None
+            and previous.audience == audience
+            and previous.event_ref == incident_event_id
+        ):
             return reject(
                 "already-released",
-                f"{agency} incident {incident_id} is already "
+                f"{agency} incident {incident_id} (event {incident_event_id}) is already "
                 f"released to {', '.join(audience)} in case {case.case_id}",
                 case.case_id,
             )
         at = to_ms(release["released_at"])
         case.input_ids.add(event_id)
         case.releases.setdefault(agency, {})[incident_id] = _Release(
-            event_id, _str(ref.get("event_id")), at, audience
+            event_id, incident_event_id, at, audience
         )
         case.note(at, "released", agency=agency, incident_id=incident_id, audience=audience)
         value = {
@@ -677,10 +686,11 @@ class CaseLifecycle:
             "incident": {
                 "agency": owner,
                 "incident_id": incident_id,
-                "event_id": _str(ref.get("event_id")),
+                "event_id": incident_event_id,
             },
             "released_at": at,
             "audience": audience,
+            "details": release.get("details"),
         }
         return Outcome((Emit("IncidentRelease", case.case_id, value),))
 

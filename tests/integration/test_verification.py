@@ -23,7 +23,7 @@ from xborder.pipeline import Pipeline
 from xborder.samples import sample_events
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
-from xborder.verification import fold_cases
+from xborder.verification import fold_cases, released_details
 from xborder.wire import WireCodec, codec_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,6 +43,8 @@ class Harness:
         self.bootstrap = settings.kafka.bootstrap_servers
         self.event_ids: dict[str, str] = {}
         """incident id -> event id of what was published"""
+        self.events: dict[str, dict[str, Any]] = {}
+        """incident id -> the JSON event published"""
 
     def publish_pair(self, now: datetime | None = None) -> list[tuple[str, str]]:
         """A cross-border pair sharing a vehicle (a case); returns both incident refs."""
@@ -61,6 +63,7 @@ class Harness:
             ],
         )
         self.event_ids.update((e["incident_id"], e["event_id"]) for e in events)
+        self.events.update((e["incident_id"], e) for e in events)
         return [(e["agency"], e["incident_id"]) for e in events]
 
     def send(
@@ -105,9 +108,17 @@ class Harness:
             case_id,
         )
 
-    def release(self, agency: str, case_id: str, incident: tuple[str, str]) -> str:
-        """``agency`` releases ``incident`` (owner, incident id) into ``case_id``."""
+    def release(
+        self, agency: str, case_id: str, incident: tuple[str, str], with_details: bool = False
+    ) -> str:
+        """``agency`` releases ``incident`` (owner, incident id) into ``case_id``, by
+        reference or ``with_details`` of the published event (as the library copies them)."""
         owner, incident_id = incident
+        details = None
+        if with_details:
+            details = self.codec.from_json(
+                "ReleasedDetails", released_details(self.events[incident_id])
+            )
         return self.send(
             "IncidentRelease",
             {
@@ -121,6 +132,7 @@ class Harness:
                 },
                 "released_at": _now_ms(),
                 "audience": [],
+                "details": details,
             },
             case_id,
         )
@@ -267,9 +279,15 @@ def test_whole_lifecycles_and_refused_inputs(harness: tuple[Harness, Pipeline]) 
     assert h.rejected(early_release)[0] == "unknown-case"
 
     # after the hit the owner releases its incident: the accepted copy names the audience
-    released = h.release("cantho", early, early_pair[0])
+    # and carries the details, which is how angiang reads them on the topic
+    released = h.release("cantho", early, early_pair[0], with_details=True)
     record = h.wait_for("the release accepted", lambda: h.verification(released))
     assert record["audience"] == ["angiang", "cantho"]
+    published = h.events[early_pair[0][1]]
+    assert record["details"]["location"]["lat"] == published["location"]["lat"]
+    assert [s["token"] for s in record["details"]["subjects"]] == [
+        s["token"] for s in published["subjects"]
+    ]
     assert h.rejected(h.release("angiang", early, early_pair[0]))[0] == "not-own-incident"
     assert h.status(early) == "PENDING_VERIFICATION"  # a release changes no status
 
@@ -314,9 +332,21 @@ def test_whole_lifecycles_and_refused_inputs(harness: tuple[Harness, Pipeline]) 
     )
     assert hits == [("cantho", early_pair[0][1], True)]
     released = _clickhouse(
-        s, "SELECT case_id, viewer, owner, incident_id, category FROM released_incidents"
+        s,
+        "SELECT case_id, viewer, owner, incident_id, category, details_from, "
+        "length(subject_tokens) FROM released_incidents",
     )
-    assert released == [(early, "angiang", "cantho", early_pair[0][1], "THEFT")]
+    assert released == [
+        (
+            early,
+            "angiang",
+            "cantho",
+            early_pair[0][1],
+            "THEFT",
+            "release",
+            len(published["subjects"]),
+        )
+    ]
     not_released = _clickhouse(
         s,
         f"SELECT count() FROM case_hits WHERE case_id = '{agreed}' AND released",

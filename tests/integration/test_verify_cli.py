@@ -3,6 +3,7 @@ send, their one-line errors and exit codes, and reading outcomes back from the t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from kafka import KafkaProducer
 from tests.integration.kafka_read import consume_all
 from xborder.agencies import load_agencies
 from xborder.deadletter import DeadLetter
+from xborder.samples import sample_events
 from xborder.settings import Settings, to_env
 from xborder.topics import Topics, ensure_project_topics
 from xborder.verification import (
@@ -101,6 +103,35 @@ def test_wait_zero_only_sends_and_prints_the_event_id(ready) -> None:
     event_id = result.stdout.split()[1]
     assert str(uuid.UUID(event_id)) == event_id
     assert result.stdout.startswith(f"sent: {event_id} to {_topics(ready).verdicts('cantho')}")
+
+
+def test_release_with_details_file_carries_the_events_details(ready, tmp_path) -> None:
+    event = dict(sample_events(2)[1], narrative="Example: two groups on the boundary road.")
+    older = dict(event, event_id=str(uuid.uuid4()), narrative="an older version")
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in (older, sample_events(2)[0], event)) + "\n")
+    agency, incident = event["agency"], event["incident_id"]
+    result = _xborder(
+        ready, "verify", "release", CASE, "--agency", agency, "--incident", incident,
+        "--details-file", str(events), "--wait", "0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    codec = codec_for(ready)
+    (message,) = consume_all(ready.kafka.bootstrap_servers, _topics(ready).verdicts(agency), 1)
+    release = codec.decode(message.value).value
+    assert str(release["incident"]["event_id"]) == event["event_id"]  # the newest one
+    assert release["details"]["narrative"] == event["narrative"]
+    assert release["details"]["location"]["lat"] == event["location"]["lat"]
+
+    missing = _xborder(
+        ready, "verify", "release", CASE, "--agency", agency, "--incident", "NO-SUCH",
+        "--details-file", str(events), "--wait", "0",
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"xborder verify: error: --details-file {events} has no {agency} incident NO-SUCH; "
+        "give the file of events your agency published"
+    ]
 
 
 def test_outcomes_are_found_on_verification_and_in_the_dead_letters(ready) -> None:

@@ -600,6 +600,37 @@ def test_release_shows_details_to_the_case_agencies_of_that_moment() -> None:
     assert machine.released_to(CASE, "vinhlong") == [A1, V1]
 
 
+def test_release_details_pass_through_and_a_newer_event_is_released_again(
+    codec: AvroCodec,
+) -> None:
+    machine, _ = opened((A1, C1))
+    details = {
+        "occurred_at": T0,
+        "location": {
+            "lat": 10.6,
+            "lon": 105.4,
+            "admin_unit_code": "30589",
+            "admin_unit_name": "Ward",
+            "address": None,
+        },
+        "category": "PUBLIC_DISORDER",
+        "severity": "LOW",
+        "subjects": [],
+        "modus_operandi": ["brawl"],
+        "narrative": "two groups on the boundary road",
+    }
+    first = dict(release("angiang", CASE, A1), details=details)
+    (emit,) = machine.apply_release(first, "angiang").emitted
+    assert emit.value["details"] == details
+    decoded = codec.decode(codec.encode("IncidentRelease", emit.value), logical_types=False)
+    assert decoded.value["details"]["narrative"] == "two groups on the boundary road"
+    newer = release("angiang", CASE, A1, T0 + 2 * HOUR)
+    newer["incident"]["event_id"] = str(uuid.uuid5(uuid.NAMESPACE_OID, "A1 updated"))
+    again = machine.apply_release(newer, "angiang")
+    assert again.accepted and again.emitted[0].value["details"] is None
+    assert again.emitted[0].value["incident"]["event_id"] == newer["incident"]["event_id"]
+
+
 # -- timers -------------------------------------------------------------------------------
 
 
