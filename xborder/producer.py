@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
@@ -35,12 +35,7 @@ class EventEncoder:
         agencies.get(agency_id)  # fails early on an unknown agency
         self.agency_id = agency_id
         self.codec = codec
-        self.rules = EventRules(
-            region=agencies.region,
-            max_future_skew=timedelta(seconds=settings.contract.max_future_skew_s),
-            max_bytes=settings.contract.max_message_bytes,
-            max_subjects=settings.contract.max_subjects,
-        )
+        self.rules = EventRules.from_settings(settings.contract, agencies.region)
 
     def encode(
         self,

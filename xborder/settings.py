@@ -4,15 +4,31 @@ Groups map to nested models; an environment variable names a field as
 ``XBORDER_<GROUP>__<FIELD>`` (for example ``XBORDER_KAFKA__BOOTSTRAP_SERVERS``).
 CLI flags override the environment (see :func:`xborder.cli.settings_from_args`).
 This is the only module that reads ``os.environ``.
+
+Names are case-insensitive, and strict: an ``XBORDER_*`` variable that names no setting
+is refused with the closest real name (a typo would otherwise be silently ignored), and
+two spellings of one name (``XBORDER_DATA_DIR`` and ``xborder_data_dir``) are refused
+rather than one silently winning. The clients' bootstrap address follows the local
+broker (``XBORDER_LOCAL_KAFKA__PORT``) unless ``XBORDER_KAFKA__BOOTSTRAP_SERVERS`` is set.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from xborder.errors import ConfigurationError
@@ -95,6 +111,18 @@ class ContractSettings(_Group):
     max_subjects: int = Field(default=50, ge=1)
     """Most subjects one event may carry: each strong token is a blocking key and a routed
     item, so this bounds what one event can cost the correlator."""
+    max_blocking_keys: int = Field(default=32, ge=1)
+    """Most distinct subject tokens (kind, token) one event may carry: each is a blocking
+    key, a routed item and an index entry in the correlator (the location adds at most 4
+    spatial keys on top)."""
+    min_occurred_at: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    """Earliest accepted occurred_at (ISO 8601, UTC when no offset is given); no other
+    timestamp of an event (reported_at, updated_at, closed_at) may be earlier either."""
+
+    @field_validator("min_occurred_at", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class CorrelationSettings(_Group):
@@ -280,6 +308,27 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bootstrap_follows_the_local_broker(cls, data: Any) -> Any:
+        """Without an explicit bootstrap address, clients talk to the local broker, on
+        whatever port it was given (``XBORDER_LOCAL_KAFKA__PORT`` alone moves both)."""
+        if not isinstance(data, dict):
+            return data
+        kafka, local = data.get("kafka"), data.get("local_kafka")
+        if not isinstance(local, dict) or not ({"host", "port"} & local.keys()):
+            return data
+        if isinstance(kafka, BaseModel) or (
+            isinstance(kafka, dict) and "bootstrap_servers" in kafka
+        ):
+            return data
+        defaults = LocalKafkaSettings.model_fields
+        address = local_broker_address(
+            str(local.get("host", defaults["host"].default)),
+            local.get("port", defaults["port"].default),
+        )
+        return {**data, "kafka": {**(kafka or {}), "bootstrap_servers": address}}
+
     @property
     def kafka_data_dir(self) -> Path:
         return self.data_dir / "kafka"
@@ -295,13 +344,25 @@ class Settings(BaseSettings):
     def with_overrides(self, **changes: Any) -> Settings:
         """Return a copy with dotted-path overrides, e.g. ``{"kafka.bootstrap_servers": "h:1"}``."""
         data = self.model_dump()
+        local = self.local_kafka
+        follows = self.kafka.bootstrap_servers == local_broker_address(local.host, local.port)
         for dotted, value in changes.items():
             target = data
             *parents, leaf = dotted.split(".")
             for part in parents:
                 target = target[part]
             target[leaf] = value
+        if follows and "kafka.bootstrap_servers" not in changes:
+            # the clients talked to the local broker: they follow it to its new address
+            del data["kafka"]["bootstrap_servers"]
         return _validated(lambda: Settings.model_validate(data))
+
+
+def local_broker_address(host: str, port: Any) -> str:
+    """Where clients reach the local broker (loopback when it listens on every address)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
 
 
 def _validated(build: Any) -> Settings:
@@ -319,8 +380,88 @@ def _validated(build: Any) -> Settings:
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment, then apply dotted-path ``overrides`` (CLI flags)."""
+    check_environment(os.environ)
     base = _validated(Settings)
     return base.with_overrides(**overrides) if overrides else base
+
+
+def _groups() -> dict[str, list[str]]:
+    """Each settings group (upper case) and its fields (upper case)."""
+    groups: dict[str, list[str]] = {}
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            groups[name.upper()] = [sub.upper() for sub in annotation.model_fields]
+    return groups
+
+
+def _closest(word: str, candidates: list[str]) -> str | None:
+    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _unknown(name: str, known: set[str]) -> str:
+    """Why ``name`` (upper case, with the prefix) is no setting, with the closest one."""
+    groups = _groups()
+    rest = name[len(ENV_PREFIX) :]
+    group, sep, field = rest.partition(ENV_NESTED_DELIMITER)
+    guess: str | None = None
+    if sep:
+        fixed = group if group in groups else _closest(group, list(groups))
+        if fixed is not None:
+            sub = field if field in groups[fixed] else _closest(field, groups[fixed])
+            guess = f"{ENV_PREFIX}{fixed}{ENV_NESTED_DELIMITER}{sub}" if sub else None
+            if guess is None:
+                where = f"group {fixed}" if fixed == group else f"no group {group}; {fixed}"
+                fields = ", ".join(groups[fixed])
+                return (
+                    f"{name} is not a setting: {where} has the fields {fields} "
+                    f"(set as {ENV_PREFIX}{fixed}{ENV_NESTED_DELIMITER}<FIELD>)"
+                )
+    elif rest in groups:
+        return (
+            f"{name} is a group, not a setting: set its fields one by one, as "
+            f"{ENV_PREFIX}{rest}{ENV_NESTED_DELIMITER}<FIELD>"
+        )
+    else:
+        # a single underscore where the group ends is the usual slip
+        for candidate in groups:
+            if rest.startswith(candidate + "_") and rest[len(candidate) + 1 :] in groups[candidate]:
+                guess = f"{ENV_PREFIX}{candidate}{ENV_NESTED_DELIMITER}{rest[len(candidate) + 1 :]}"
+                break
+    if guess is None or guess not in known:
+        guess = _closest(name, sorted(known))
+    hint = (
+        f"did you mean {guess}?"
+        if guess
+        else "remove it (README.md's settings table lists every setting)"
+    )
+    return f"{name} is not a setting; {hint}"
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse ``XBORDER_*`` variables that name no setting, and two spellings of one name.
+
+    Names are case-insensitive (as the settings object reads them), so ``xborder_data_dir``
+    sets ``data_dir``; with both it and ``XBORDER_DATA_DIR`` set, neither silently wins.
+    """
+    known = known_env_vars()
+    spellings: dict[str, list[str]] = {}
+    for name in environ:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX):
+            spellings.setdefault(upper, []).append(name)
+    problems = []
+    for upper, names in sorted(spellings.items()):
+        if upper not in known:
+            problems.append(_unknown(upper, known))
+        elif len(names) > 1:
+            problems.append(
+                f"{' and '.join(sorted(names))} are both set; names are case-insensitive, "
+                "so they name the same setting: keep one"
+            )
+    if problems:
+        raise ConfigurationError("; ".join(problems))
 
 
 def known_env_vars() -> set[str]:

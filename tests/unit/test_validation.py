@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from xborder.producer import EventEncoder
 from xborder.samples import sample_events
 from xborder.schemas import SchemaStore
 from xborder.settings import load_settings
+from xborder.validation import EventRules
 
 NOW = datetime(2026, 3, 19, 12, 0, tzinfo=UTC)
 
@@ -181,3 +183,117 @@ def test_more_subjects_than_the_limit_are_refused_at_the_producer(
     assert "XBORDER_CONTRACT__MAX_SUBJECTS" in message
     event["subjects"] = [dict(subject) for _ in range(encoder.rules.max_subjects)]
     encoder.encode(event, now=NOW)  # the maximal event passes
+
+
+def _distinct_subjects(template: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    return [
+        {**template, "token": hashlib.sha256(f"subject {i}".encode()).hexdigest()}
+        for i in range(count)
+    ]
+
+
+def test_more_blocking_keys_than_the_limit_are_refused_at_the_producer(
+    encoder: EventEncoder, event: dict[str, Any]
+) -> None:
+    limit = encoder.rules.max_blocking_keys
+    assert limit < encoder.rules.max_subjects  # else the subject limit would answer first
+    event["subjects"] = _distinct_subjects(event["subjects"][0], limit + 1)
+    message = str(_rejection(encoder, event))
+    assert message == (
+        f"subjects: {limit + 1} distinct subject tokens (blocking keys) > limit {limit} "
+        "(XBORDER_CONTRACT__MAX_BLOCKING_KEYS); split the record or raise the limit"
+    )
+    event["subjects"] = _distinct_subjects(event["subjects"][0], limit)
+    encoder.encode(event, now=NOW)  # the maximal event passes
+    # repeated tokens are one key each: as many subjects as allowed, two distinct tokens
+    event["subjects"] = _distinct_subjects(event["subjects"][0], 2) * (limit // 2 + 1)
+    encoder.encode(event, now=NOW)
+
+
+def test_the_worker_dead_letters_an_event_over_the_blocking_key_limit(
+    encoder: EventEncoder, event: dict[str, Any]
+) -> None:
+    """The same rules in the worker's classify: the event is a dead letter with the reason,
+    its position and its original bytes."""
+    from streams.flows.ingest import Accepted, classify
+    from xborder.deadletter import DeadLetter
+
+    limit = encoder.rules.max_blocking_keys
+    event["subjects"] = _distinct_subjects(event["subjects"][0], limit + 1)
+    codec = encoder.codec
+    payload = codec.encode("IncidentReported", codec.from_json("IncidentReported", event))
+    now_ms = int(NOW.timestamp() * 1000)
+    outcome = classify(codec, encoder.rules, b"k", payload, "incidents.cantho", 2, 41, now_ms)
+    assert isinstance(outcome, DeadLetter)
+    assert (outcome.reason, outcome.value, outcome.partition, outcome.offset) == (
+        "invalid",
+        payload,
+        2,
+        41,
+    )
+    assert "XBORDER_CONTRACT__MAX_BLOCKING_KEYS" in outcome.error
+    event["subjects"] = _distinct_subjects(event["subjects"][0], limit)
+    payload = codec.encode("IncidentReported", codec.from_json("IncidentReported", event))
+    outcome = classify(codec, encoder.rules, b"k", payload, "incidents.cantho", 2, 42, now_ms)
+    assert isinstance(outcome, Accepted)
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "1900-06-01T00:00:00Z"])
+def test_an_occurrence_before_the_earliest_date_is_refused(
+    encoder: EventEncoder, event: dict[str, Any], when: str
+) -> None:
+    event["occurred_at"] = when
+    assert str(_rejection(encoder, event)) == (
+        f"occurred_at: {when} is before the earliest accepted time 2000-01-01T00:00:00Z "
+        "(XBORDER_CONTRACT__MIN_OCCURRED_AT); check the date (a missing value sent as 0 or "
+        "a default year), or lower the bound"
+    )
+
+
+def test_the_earliest_date_is_a_setting_and_binds_every_timestamp(
+    event: dict[str, Any],
+) -> None:
+    settings = load_settings(**{"contract.min_occurred_at": "1990-01-01"})
+    rules = EventRules.from_settings(
+        settings.contract, load_agencies(settings.agencies_config).region
+    )
+    assert rules.min_time == datetime(1990, 1, 1, tzinfo=UTC)
+    codec = AvroCodec(SchemaStore(settings.schemas_dir))
+    event["occurred_at"] = "1995-01-01T00:00:00Z"
+    rules.check_incident(codec.from_json("IncidentReported", event), NOW)
+    event["reported_at"] = "1989-12-31T00:00:00Z"
+    event["occurred_at"] = "1989-12-30T00:00:00Z"
+    with pytest.raises(InvalidRecordError, match=r"^occurred_at: 1989-12-30T00:00:00Z is before"):
+        rules.check_incident(codec.from_json("IncidentReported", event), NOW)
+    # in milliseconds, as the worker decodes: the same verdict
+    plain = {"occurred_at": -(10**18), "reported_at": int(NOW.timestamp() * 1000)}
+    with pytest.raises(InvalidRecordError, match="ms from the epoch is before"):
+        rules.check_incident(plain, NOW)
+
+
+@pytest.mark.parametrize("field", ["incident_id", "agency", "source_system"])
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_blank_ids_are_refused(field: str, blank: str, event: dict[str, Any]) -> None:
+    settings = load_settings()
+    rules = EventRules.from_settings(
+        settings.contract, load_agencies(settings.agencies_config).region
+    )
+    event[field] = blank
+    with pytest.raises(InvalidRecordError, match=f"^{field}: is empty"):
+        rules.check_incident(event, NOW)
+
+
+def test_the_worker_refuses_an_event_id_that_is_no_uuid(
+    encoder: EventEncoder, event: dict[str, Any]
+) -> None:
+    """Another Avro producer can send any string where the library sends a UUID; the
+    worker sees it as a plain string."""
+    for bad in ("", "not-a-uuid"):
+        plain = {**event, "event_id": bad}
+        with pytest.raises(InvalidRecordError, match=r"^event_id: "):
+            encoder.rules.check_incident(plain, NOW)
+
+
+def test_an_empty_key_id_is_refused(encoder: EventEncoder, event: dict[str, Any]) -> None:
+    event["subjects"][0]["key_id"] = ""
+    assert str(_rejection(encoder, event)).startswith("subjects[0].key_id: is empty")
