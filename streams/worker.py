@@ -6,7 +6,6 @@ import dataclasses
 import gc
 import logging
 import time
-from datetime import timedelta
 
 import faust
 import mode.loop
@@ -35,12 +34,7 @@ def create_worker_app(settings: Settings) -> faust.App:
     names = Topics.from_settings(settings, agencies)
     app = build_app(settings)
     codec = codec_for(settings)
-    rules = EventRules(
-        region=agencies.region,
-        max_future_skew=timedelta(seconds=settings.contract.max_future_skew_s),
-        max_bytes=settings.contract.max_message_bytes,
-        max_subjects=settings.contract.max_subjects,
-    )
+    rules = EventRules.from_settings(settings.contract, agencies.region)
     router = None
     if settings.correlation.enabled:
         config = correlator_config(settings, agencies)

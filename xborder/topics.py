@@ -118,8 +118,17 @@ class Topics:
 
 
 def ensure_project_topics(settings: Settings, topics: Topics) -> list[str]:
-    """Create every missing project topic with its partition count; returns those created."""
+    """Create every missing project topic with its partition count; returns those created.
+
+    The agency topics keep the broker's append time as each message's timestamp
+    (``LogAppendTime``): the worker checks "not in the future" against it, which a client
+    could move if the topic kept the producer's ``CreateTime``."""
     from xborder.kafka_admin import ensure_topics
 
-    created = ensure_topics(settings, topics.created_by_project())
+    created = ensure_topics(settings, topics.all_incidents, configs=INCIDENT_TOPIC_CONFIGS)
+    created += ensure_topics(settings, topics.created_by_project())
     return created + ensure_topics(settings, topics.single_partition(), partitions=1)
+
+
+INCIDENT_TOPIC_CONFIGS = {"message.timestamp.type": "LogAppendTime"}
+"""Topic configs of ``incidents.<agency>`` (see :func:`ensure_project_topics`)."""
