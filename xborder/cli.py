@@ -12,10 +12,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from xborder.backfill_cli import add_backfill_parser
 from xborder.cases_cli import add_cases_parser, add_verify_parser
 from xborder.errors import XborderError
 from xborder.logs import setup_logging
 from xborder.settings import Settings, load_settings
+from xborder.status import add_status_parser
 
 logger = logging.getLogger(__name__)
 
@@ -326,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_verify_parser(sub)
     add_cases_parser(sub)
+    add_status_parser(sub)
+    add_backfill_parser(sub)
 
     sub.add_parser(
         "settings", help="print the effective settings as XBORDER_* variables"

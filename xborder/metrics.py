@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+LATE_SOURCE_HEADER = "xborder-late-source"
+"""Header of a message on the late topic (``correlation.late``): the too-late event's
+source topic, ``incidents.<agency>``."""
+
 
 @dataclass
 class IngestMetrics:
@@ -34,3 +38,32 @@ class SinkMetrics:
     """Rows inserted per table."""
     flushes: Counter[str] = field(default_factory=Counter)
     """Flush attempts per outcome (ok, transient, terminal)."""
+
+
+@dataclass
+class LateMetrics:
+    """Events the correlator could not correlate because they arrived too late (older than
+    its watermark minus the window), per source topic (``incidents.<agency>``)."""
+
+    too_late: Counter[str] = field(default_factory=Counter)
+    """Too-late events per source topic since the worker started."""
+    unreported: Counter[str] = field(default_factory=Counter)
+    """Too-late events per source topic not yet in a log line."""
+    reported_at: float | None = None
+    """When (monotonic seconds) the last log line was written."""
+
+    def add(self, source: str, count: int = 1) -> None:
+        """Count ``count`` too-late events of ``source``."""
+        self.too_late[source] += count
+        self.unreported[source] += count
+
+    def due(self, now: float, interval_s: float) -> Counter[str] | None:
+        """The counts to log now, or None: at most one line per ``interval_s``, the first
+        as soon as there is something to say. Taking them starts a new interval."""
+        if not self.unreported:
+            return None
+        if self.reported_at is not None and now - self.reported_at < interval_s:
+            return None
+        taken, self.unreported = self.unreported, Counter()
+        self.reported_at = now
+        return taken

@@ -48,6 +48,12 @@ class Topics:
         return f"{self.prefix}correlation.links"
 
     @property
+    def late(self) -> str:
+        """Events the correlator refused as too late (their views, keyed by event id, the
+        source topic in a header), for ``xborder status`` and ``xborder backfill``."""
+        return f"{self.prefix}correlation.late"
+
+    @property
     def correlations(self) -> str:
         """Cross-border links with their evidence (Avro Correlation)."""
         return f"{self.prefix}correlations"
@@ -105,6 +111,7 @@ class Topics:
             self.accepted,
             self.dead_letters,
             self.blocks,
+            self.late,
             self.correlations,
             self.cases,
             *self.all_alerts,

@@ -46,7 +46,7 @@ from typing import Any
 
 from xborder.geo import KM_PER_DEGREE
 
-from .blocking import BlockingConfig, fine_cell, near_cells, spatial_key
+from .blocking import BlockingConfig, blocking_keys, fine_cell, near_cells, spatial_key
 from .cases import CaseTracker
 from .index import Admission, WindowIndex
 from .model import IncidentView, Ref, Token, to_ms
@@ -153,6 +153,9 @@ class Outputs:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     too_late: int = 0
     """Events (distinct event ids) of the batch that were too late to correlate."""
+    late: list[IncidentView] = field(default_factory=list)
+    """The too-late views this partition reports: each event's view comes here only under
+    its first blocking key, so over all partitions each too-late event is reported once."""
     case_events: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -205,6 +208,10 @@ class Correlator:
         self._emitted_alerts = _Expiring(bucket)
         self._max_seen: int | None = None
         self._spatial = cfg.identity_searches_space()
+        # the router's arguments of ``blocking_keys``: the first key names a too-late
+        # event's reporting partition
+        self._routes_spatial = cfg.routes_spatial()
+        self._routed_radius_km = cfg.spatial_radius_km()
         self._occurrence = cfg.occurrence if cfg.occurrence.enabled else None
         # the fine grid's cell: the largest radius searched (the same-occurrence radius is
         # much smaller than the identity search's; small cells hold few candidates)
@@ -253,6 +260,8 @@ class Correlator:
         index = self.index
         out = Outputs()
         too_late: set[str] = set()
+        late_reported: set[str] = set()
+        late_keys: dict[str, list[str]] = {}
         seen_pairs: set[tuple[str, str]] = set()
         seen_occurrences: set[tuple[str, str]] = set()
         max_seen = self._max_seen
@@ -266,7 +275,11 @@ class Correlator:
                 max_seen = t
             admission = index.admit(view)
             if admission is Admission.TOO_LATE:
-                too_late.add(view.event_id)
+                event_id = view.event_id
+                too_late.add(event_id)
+                if event_id not in late_reported and self._reports_late(key, view, late_keys):
+                    late_reported.add(event_id)
+                    out.late.append(view)
                 continue
             if admission is Admission.STALE:
                 counters["stale"] += 1
@@ -313,6 +326,18 @@ class Correlator:
         elif max_seen is not None:
             self._advance(max_seen - cfg.allowed_lateness_ms)
         return out
+
+    def _reports_late(self, key: str, view: IncidentView, known: dict[str, list[str]]) -> bool:
+        """Whether this partition reports the too-late ``view``: the item came under the
+        view's first blocking key, which the router sends to exactly one partition (or
+        under a key the router would not give it: routed by hand, reported here).
+        ``known`` keeps each event's keys for the batch."""
+        keys = known.get(view.event_id)
+        if keys is None:
+            keys = known[view.event_id] = blocking_keys(
+                view, self.config.blocking, self._routes_spatial, self._routed_radius_km
+            )
+        return key == keys[0] or key not in keys if keys else True
 
     def _file_spatial(self, view: IncidentView) -> list[IncidentView] | None:
         """File a view in the fine grid; the cross-jurisdiction views within the radius and

@@ -63,6 +63,7 @@ from streams.flows.verify import (
 from xborder.codec import AvroCodec
 from xborder.deadletter import DeadLetter
 from xborder.geo import Jurisdictions
+from xborder.metrics import LATE_SOURCE_HEADER, LateMetrics
 from xborder.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,37 @@ their own newest-event-seen watermark, which a source running ahead would push o
 def source_id(topic: str, partition: int) -> str:
     """How a source partition is named in blocks messages."""
     return f"{topic}[{partition}]"
+
+
+LATE_REPORT_INTERVAL_S = 30.0
+"""At most one warning line per this interval about events too late to correlate."""
+
+
+def late_message(names: Topics, view: IncidentView) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """Key, value and headers of a too-late event on the late topic: its view (the wire
+    list that blocks messages carry), keyed by event id."""
+    source = names.incidents(view.agency)
+    return (
+        view.event_id.encode(),
+        orjson.dumps(to_wire(view)),
+        [(LATE_SOURCE_HEADER, source.encode())],
+    )
+
+
+def log_late(late: LateMetrics, names: Topics, now: float) -> None:
+    """The rate-limited warning about too-late events, per source topic."""
+    counts = late.due(now, LATE_REPORT_INTERVAL_S)
+    if counts is None:
+        return
+    logger.warning(
+        "correlation: %s events too late to correlate (%s; since start: %s); they are older "
+        "than the watermark minus the window, kept on %s: correlate them with 'xborder "
+        "backfill' (docs/operations.md, Late data and backfills)",
+        sum(counts.values()),
+        ", ".join(f"{source} {n}" for source, n in sorted(counts.items())),
+        ", ".join(f"{source} {n}" for source, n in sorted(late.too_late.items())),
+        names.late,
+    )
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -540,6 +572,7 @@ def register(
         0,
     )
     producer = app.producer
+    late_metrics = LateMetrics()
     keep_ms = config.window_ms + config.allowed_lateness_ms
     blocks = app.topic(names.blocks, key_serializer="raw", value_serializer="raw")
     links = app.topic(names.links, key_serializer="raw", value_serializer="raw", partitions=1)
@@ -642,7 +675,7 @@ def register(
         views: dict[tuple[str, str], list[Any]] = {}
         applied = []
         rejected: list[DeadLetter] = []
-        too_late = 0
+        late: list[IncidentView] = []
         for partition, batch in by_partition.items():
             state = correlator_for(partition)
             newest = 0
@@ -667,7 +700,7 @@ def register(
                             views[ref] = to_wire(current)
                 correlations.extend(outputs.correlations)
                 alerts.extend(outputs.alerts)
-                too_late += outputs.too_late
+                late.extend(outputs.late)
                 newest = max(newest, _newest_ms(items))
             applied.append((partition, state, batch, good, newest, watermark))
         # every stage batch sends the case stage each partition's watermark, with or
@@ -680,12 +713,18 @@ def register(
             pending.append(await producer.send(names.links, None, links_payload, 0, None, None))
         pending.extend(await send_alerts(alerts))
         pending.extend(await send_dead_letters(rejected))
+        for view in late:
+            key, value, headers = late_message(names, view)
+            pending.append(await producer.send(names.late, key, value, None, None, headers))
         # Outputs must be durable before the batch is recorded as applied: a crash in
         # between then replays the batch and re-emits (same ids), never loses them.
         await asyncio.gather(*pending)
         counters["correlations"] += len(correlations)
-        counters["too_late"] += too_late
+        counters["too_late"] += len(late)
         counters["blocks_batches"] += 1
+        for view in late:
+            late_metrics.add(names.incidents(view.agency))
+        log_late(late_metrics, names, time.monotonic())
         for partition, state, batch, good, newest, watermark in applied:
             if blocks_state.states.get(partition) is not state:
                 # revoked while the outputs were being sent: the batch is not recorded,
@@ -815,6 +854,11 @@ def register(
                 pending.append(await producer.send(names.links, None, message, 0, None, None))
             pending.extend(await send_dead_letters(refused))
             await asyncio.gather(*pending)  # forwarded before the offsets are committed
+
+    @app.timer(interval=LATE_REPORT_INTERVAL_S / 3)
+    async def report_late() -> None:
+        """Log the too-late events counted since the last line (rate-limited)."""
+        log_late(late_metrics, names, time.monotonic())
 
     @app.timer(interval=tick_s)
     async def lifecycle_clock() -> None:
