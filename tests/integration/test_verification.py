@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
+from tests.integration import java_client
 from xborder.agencies import load_agencies
 from xborder.bench.kafka_io import Message, publish
 from xborder.clickhouse import get_client
@@ -378,6 +379,37 @@ def test_garbage_on_a_verdict_topic_is_dead_lettered_at_the_door(
         return found if len(found) >= 2 else None
 
     assert sorted(h.wait_for("two dead letters", letters)) == ["undecodable", "unexpected-record"]
+
+
+def test_java_agency_clients_confirm_a_case_and_read_the_agreed_conclusion(
+    harness: tuple[Harness, Pipeline], tmp_path: Path
+) -> None:
+    """The boundary with clients the project did not write: each agency's Java system
+    (Apache Avro's BinaryMessageEncoder, kafka-clients with its defaults) confirms the case
+    on its own verdict topic, and reads the agreed conclusion with BinaryMessageDecoder."""
+    h, _ = harness
+    pair = h.publish_pair()
+    case_id = h.case_of(pair[0])
+    verdict_schema = java_client.schema_file(h.codec, "Verdict", tmp_path)
+    sent = {}
+    for agency in ("cantho", "angiang"):
+        sent[agency] = str(uuid.uuid4())
+        java_client.run(
+            h.settings, "send-verdict", h.bootstrap, h.topics.verdicts(agency),
+            str(verdict_schema), case_id, agency, "CONFIRM", OFFICER, "example-key-1",
+            sent[agency],
+        )  # fmt: skip
+    h.wait_for("the case agreed", lambda: h.status(case_id) == "CONFIRMED")
+    conclusion_schema = java_client.schema_file(h.codec, "CaseConclusion", tmp_path)
+    lines = java_client.run(
+        h.settings, "read", h.bootstrap, h.topics.verification, str(conclusion_schema), "4000"
+    )
+    (conclusion,) = [c for c in map(json.loads, lines) if c["case_id"] == case_id]
+    assert {v["event_id"]: v["agency"] for v in conclusion["verdicts"]} == {
+        sent["cantho"]: "cantho",
+        sent["angiang"]: "angiang",
+    }
+    assert {(i["agency"], i["incident_id"]) for i in conclusion["incidents"]} == set(pair)
 
 
 def test_overdue_escalation_survives_a_worker_restart(make_settings: Any) -> None:
