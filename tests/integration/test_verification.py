@@ -412,6 +412,55 @@ def test_java_agency_clients_confirm_a_case_and_read_the_agreed_conclusion(
     assert {(i["agency"], i["incident_id"]) for i in conclusion["incidents"]} == set(pair)
 
 
+def test_verification_state_moves_with_its_partitions_when_a_worker_joins_and_leaves(
+    make_settings: Any,
+) -> None:
+    """The first verdicts land on one worker; a second worker joins (the cases' lifecycle
+    partitions move and their state is restored from the changelog), the second verdicts
+    agree every case; it leaves again, and the reports are accepted on the first worker."""
+    settings = make_settings(**{"verification.tick_s": 3.0})
+    h = Harness(settings)
+    ensure_project_topics(settings, h.topics)
+    pipeline = Pipeline(settings, workers=1, sink=False)
+    with pipeline.running():
+        pipeline.wait_until_settled()
+        cases = [h.case_of(h.publish_pair()[0]) for _ in range(6)]
+        first = [h.verdict("cantho", case_id, "CONFIRM") for case_id in cases]
+        for event_id in first:
+            h.wait_for("the first verdict accepted", lambda e=event_id: h.verification(e))
+
+        pipeline.workers = 2
+        pipeline.start_worker(1)
+        pipeline.wait_until_settled()
+        second = [h.verdict("angiang", case_id, "CONFIRM") for case_id in cases]
+        for event_id in second:
+            h.wait_for("the second verdict accepted", lambda e=event_id: h.verification(e))
+        for case_id in cases:
+            h.wait_for("the case agreed", lambda c=case_id: h.status(c) == "CONFIRMED")
+        conclusions = {
+            v["case_id"]: {x["event_id"] for x in v["verdicts"]}
+            for name, v, _ in h.read(h.topics.verification)
+            if name == "CaseConclusion"
+        }
+        assert conclusions == {c: {f, s} for c, f, s in zip(cases, first, second, strict=True)}
+
+        leaving = pipeline.processes.pop("worker-1")
+        leaving.terminate()
+        leaving.wait(timeout=60)
+        pipeline.workers = 1
+        pipeline.wait_until_settled()
+        reports = [h.report("cantho", case_id) for case_id in cases]
+        for event_id in reports:
+            h.wait_for("the report accepted", lambda e=event_id: h.verification(e))
+        assert {h.status(case_id) for case_id in cases} == {"CONCLUDED"}
+        # nothing was applied twice or refused on the way
+        assert not [
+            headers
+            for _, _, headers in h.read(h.topics.dead_letters)
+            if headers.get("xborder-dlq-topic", "").startswith("verdicts")
+        ]
+
+
 def test_overdue_escalation_survives_a_worker_restart(make_settings: Any) -> None:
     # a case waits from its link's event time: the pair below is reported now, and the
     # timeout makes it overdue 25 s later, while the worker is being restarted
