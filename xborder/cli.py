@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -122,11 +123,16 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
     from xborder.clickhouse import get_client, query_rows
 
     client = get_client(settings)
     try:
         columns, rows = query_rows(client, args.sql)
+    except DatabaseError as exc:
+        print(f"xborder query: error: {clickhouse_error(exc)}", file=sys.stderr)
+        return 1
     finally:
         client.close()
     if args.format == "json":
@@ -137,24 +143,54 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_ERROR_CHARS = 400
+
+
+def clickhouse_error(exc: Exception) -> str:
+    """ClickHouse's error code, name and message in one line, without the driver's framing,
+    the server's version or a stack trace."""
+    text = " ".join(str(exc).split())
+    code: Any = getattr(exc, "code", None)
+    name: Any = getattr(exc, "name", None)
+    match = re.search(r"DB::Exception: (.*)", text)
+    message = match.group(1) if match else text
+    message = re.sub(r"\s*\(version .*$", "", message)  # the server's version ends it
+    message = message.replace(" FORMAT Native", "")  # added by the driver, not the user's
+    if name:
+        message = message.replace(f"({name})", "").strip()
+    message = message.rstrip(". ")
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 3].rstrip() + "..."
+    label = f"ClickHouse error {code}" if code is not None else "ClickHouse error"
+    if name:
+        label += f" ({name})"
+    return f"{label}: {message}; check the SQL (docs/analyst.md lists the tables and views)"
+
+
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.agencies import load_agencies
     from xborder.producer import EventEncoder, IncidentPublisher
-    from xborder.publish_cli import open_source, publish_lines, with_progress
+    from xborder.publish_cli import exit_status, open_source, publish_lines, with_progress
     from xborder.wire import codec_for
 
+    if args.dry_run and args.skip_delivered:
+        raise XborderError("--skip-delivered reads the topic; it cannot go with --dry-run")
     agencies = load_agencies(settings.agencies_config)
     codec = codec_for(settings)
     encoder = EventEncoder(settings, agencies, codec, args.agency)
     name, stream, size = open_source(args.file)
     with contextlib.ExitStack() as stack:
-        if stream is not sys.stdin:
+        if stream is not sys.stdin.buffer:
             stack.callback(stream.close)
         publisher = None
+        skip: set[str] | None = None
         if not args.dry_run:
             publisher = stack.enter_context(
                 IncidentPublisher(settings, agencies, codec, args.agency)
             )
+            if args.skip_delivered:
+                skip = publisher.delivered_event_ids()
+                print(f"{len(skip)} events already on {publisher.topic}", file=sys.stderr)
         summary = publish_lines(
             encoder,
             publisher,
@@ -163,9 +199,18 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
             args.record,
             args.keep_going,
             sys.stderr,
+            skip_event_ids=skip,
+            from_line=args.from_line,
         )
     print(summary.line())
-    return 1 if summary.rejected and not args.keep_going else 0
+    if summary.failure is not None:
+        resume = "run the same command again with --skip-delivered to publish the rest"
+        print(
+            f"xborder publish: error: {summary.failure}; stopped after line {summary.lines}; "
+            f"{summary.delivery()}; {resume} without duplicates",
+            file=sys.stderr,
+        )
+    return exit_status(summary, args.keep_going)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -246,6 +291,16 @@ def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a line number (1 or more), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xborder",
@@ -293,6 +348,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="publish every valid line and exit 0 even if some are rejected",
     )
     publish.add_argument("--dry-run", action="store_true", help="validate only, publish nothing")
+    publish.add_argument(
+        "--skip-delivered",
+        action="store_true",
+        help="resume a partly published file: first read the event ids already on the "
+        "agency's topic, then skip the lines that carry them",
+    )
+    publish.add_argument(
+        "--from-line",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="start at line N (lines before it are not read as events)",
+    )
     publish.set_defaults(handler=cmd_publish)
 
     demo = sub.add_parser("demo", help="the live demo: stack up, events through, query, down")
@@ -337,6 +405,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error(exc: OSError) -> str:
+    """An operating-system error as one line naming the path and what to do."""
+    what = exc.strerror or str(exc)
+    if exc.filename is None:
+        return f"{what}"
+    path = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"cannot use {path}: {what}; choose a path this user can write (or fix its permissions)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xborder`` console script."""
     args = build_parser().parse_args(argv)
@@ -346,6 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(settings_from_args(args), args)
     except XborderError as exc:
         print(f"xborder {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # a path the command must read or write: unwritable, missing, a file in the way
+        print(f"xborder {args.command}: error: {os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -2,17 +2,22 @@
 
 Events go to ``incidents.<agency>`` keyed by the agency's incident id, with
 ``acks=all`` and idempotence, so a retried send never duplicates or reorders an event
-within an incident.
+within an incident. A send the broker does not acknowledge within four request timeouts
+(``XBORDER_KAFKA__REQUEST_TIMEOUT_MS``; 2 min by default, long enough to ride out a
+broker restart) fails instead of waiting for ever. Across runs, event ids are what make
+a repeated event recognisable: :meth:`IncidentPublisher.delivered_event_ids` reads the
+ones already on the topic.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from xborder.agencies import AgenciesConfig
@@ -24,6 +29,10 @@ from xborder.topics import Topics
 from xborder.validation import EventRules
 
 logger = logging.getLogger(__name__)
+
+LINGER_MS = 20
+DELIVERY_TIMEOUTS = 4
+"""Request timeouts a send may take, retries included, before it fails."""
 
 
 class EventEncoder:
@@ -77,14 +86,19 @@ class IncidentPublisher:
             raise ServiceUnavailableError(
                 f"topic {self.topic} does not exist; create it with 'xborder topics create'"
             )
+        self.settings = settings
+        request_ms = settings.kafka.request_timeout_ms
+        self.delivery_timeout_s = DELIVERY_TIMEOUTS * request_ms / 1000
         self._producer = KafkaProducer(
             bootstrap_servers=settings.kafka.bootstrap_servers,
             client_id=f"{settings.kafka.client_id}-publisher-{agency_id}",
             acks="all",
             enable_idempotence=True,
-            linger_ms=20,
+            linger_ms=LINGER_MS,
             batch_size=256 * 1024,
-            request_timeout_ms=settings.kafka.request_timeout_ms,
+            request_timeout_ms=request_ms,
+            delivery_timeout_ms=DELIVERY_TIMEOUTS * request_ms + LINGER_MS,
+            max_block_ms=2 * request_ms,
         )
 
     def encode(self, event: dict[str, Any], record_name: str = "IncidentReported") -> bytes:
@@ -121,7 +135,21 @@ class IncidentPublisher:
             raise ServiceUnavailableError(f"sending to {self.topic} failed: {exc}") from exc
 
     def flush(self) -> None:
-        self._producer.flush(timeout=60)
+        """Wait until every event sent so far is acknowledged or has failed."""
+        try:
+            # each send completes (acknowledged or failed) within its delivery timeout
+            self._producer.flush(timeout=self.delivery_timeout_s + 5)
+        except KafkaError as exc:
+            raise ServiceUnavailableError(
+                f"events for {self.topic} were not acknowledged within "
+                f"{self.delivery_timeout_s:.0f} s ({type(exc).__name__}); check the broker "
+                f"at {self.settings.kafka.bootstrap_servers}"
+            ) from exc
+
+    def delivered_event_ids(self) -> set[str]:
+        """Event ids (lower case) of this agency's events already on its topic: what a
+        resumed publish skips. Reads the whole topic once."""
+        return read_event_ids(self.settings, self.encoder.codec, self.topic, self.agency_id)
 
     def close(self) -> None:
         self._producer.close(timeout=30)
@@ -131,3 +159,63 @@ class IncidentPublisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_event_ids(settings: Settings, codec: AvroCodec, topic: str, agency_id: str) -> set[str]:
+    """Event ids (lower case) of ``agency_id``'s events on ``topic``, from its start to its
+    current end; messages that do not decode are passed over (the worker dead-letters
+    them)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        client_id=f"{settings.kafka.client_id}-publisher-{agency_id}-resume",
+        enable_auto_commit=False,
+        request_timeout_ms=settings.kafka.request_timeout_ms,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        max_poll_records=50_000,
+    )
+    ids: set[str] = set()
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        remaining = {tp: end for tp, end in consumer.end_offsets(partitions).items() if end > 0}
+        deadline = time.monotonic() + settings.kafka.request_timeout_ms / 1000
+        while remaining:
+            batch = consumer.poll(timeout_ms=1000)
+            if batch:
+                deadline = time.monotonic() + settings.kafka.request_timeout_ms / 1000
+            elif time.monotonic() > deadline:
+                raise ServiceUnavailableError(
+                    f"reading the event ids on {topic} stalled; check the broker at "
+                    f"{settings.kafka.bootstrap_servers}"
+                )
+            for tp, records in batch.items():
+                for record in records:
+                    event_id = _event_id(codec, record.value, agency_id)
+                    if event_id is not None:
+                        ids.add(event_id)
+                if tp in remaining and consumer.position(tp) >= remaining[tp]:
+                    del remaining[tp]
+    except KafkaError as exc:
+        raise ServiceUnavailableError(
+            f"cannot read the event ids on {topic} ({type(exc).__name__}); check the broker "
+            f"at {settings.kafka.bootstrap_servers}"
+        ) from exc
+    finally:
+        consumer.close()
+    return ids
+
+
+def _event_id(codec: AvroCodec, value: bytes | None, agency_id: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        decoded = codec.decode(value, logical_types=False).value
+    except InvalidRecordError:  # not an event this publisher sent (the worker dead-letters it)
+        return None
+    if decoded.get("agency") != agency_id:
+        return None
+    return str(decoded.get("event_id", "")).lower() or None
