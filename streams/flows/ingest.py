@@ -20,7 +20,9 @@ consumer group (``<app_id>-ingest``), and pays every Kafka cost per batch:
 
 Nothing is committed before its outputs are acknowledged, so a crash re-reads the batch
 (at-least-once; every output has a deterministic id). A failed batch is retried from
-its first offsets with backoff instead of being skipped.
+its first offsets with backoff instead of being skipped. A record batch the consumer
+cannot decode (a codec it lacks, a bad CRC) is not a failed batch: each of its offsets
+is dead-lettered as ``undecodable`` and skipped (:mod:`xborder.undecodable`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from xborder.errors import InvalidRecordError, ServiceUnavailableError
 from xborder.metrics import IngestMetrics
 from xborder.settings import Settings
 from xborder.topics import Topics
+from xborder.undecodable import GuardedFetch, Undecodable
 from xborder.validation import EventRules
 
 logger = logging.getLogger(__name__)
@@ -115,6 +118,8 @@ def classify(
 
 
 MAX_RETRY_BACKOFF_S = 30.0
+FETCH_MAX_BYTES = 64 * 1024 * 1024
+MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
 FETCH_MIN_BYTES = 256 * 1024
 """Bytes a fetch waits for (up to half the linger) before the broker answers it."""
 REPORT_INTERVAL_S = 30.0
@@ -125,7 +130,7 @@ IDLE_POLL_S = 1.0
 
 
 async def collect_batch(
-    consumer: AIOKafkaConsumer, max_records: int, linger_s: float
+    consumer: AIOKafkaConsumer | GuardedFetch, max_records: int, linger_s: float
 ) -> dict[TopicPartition, list[Any]]:
     """The next ingest batch: fetches joined until ``max_records`` messages or until
     ``linger_s`` after the first message arrived, whichever comes first.
@@ -161,8 +166,12 @@ ASSIGNED_LOG = "ingest partitions assigned"
 
 
 class _LogAssignments(ConsumerRebalanceListener):
+    def __init__(self, fetch: GuardedFetch) -> None:
+        self.fetch = fetch
+
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         logger.info("ingest partitions revoked: %s", _names(revoked))
+        self.fetch.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("%s: %s", ASSIGNED_LOG, _names(assigned))
@@ -194,8 +203,8 @@ class IngestLoop:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=worker.batch_size,
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=FETCH_MAX_BYTES,
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
             # At a trickle, a fetch that returns as soon as one message is there makes a
             # request (and a response to parse) per few messages, on both sides. The broker
             # holds each fetch until a batch's worth of bytes or half the linger instead.
@@ -225,7 +234,16 @@ class IngestLoop:
         batch is processed only once the previous one is delivered, so commits stay in
         order and a failed delivery is retried from its first offsets."""
         consumer = self._consumer()
-        consumer.subscribe(self.names.all_incidents, listener=_LogAssignments())
+        # a record batch the consumer cannot decode comes back as placeholders to
+        # dead-letter instead of an exception that would crash-loop the worker
+        fetch = GuardedFetch(
+            consumer,
+            self.settings.kafka.bootstrap_servers,
+            f"{self.settings.kafka.client_id}-ingest",
+            FETCH_MAX_BYTES,
+            MAX_PARTITION_FETCH_BYTES,
+        )
+        consumer.subscribe(self.names.all_incidents, listener=_LogAssignments(fetch))
         producer = self._producer()
         await producer.start()
         await consumer.start()
@@ -239,7 +257,7 @@ class IngestLoop:
         try:
             while True:
                 started = clock()
-                batch = await collect_batch(consumer, worker.batch_size, worker.ingest_linger_s)
+                batch = await collect_batch(fetch, worker.batch_size, worker.ingest_linger_s)
                 try:
                     if delivering is not None:
                         task, delivering = delivering, None
@@ -261,7 +279,7 @@ class IngestLoop:
                     assigned = consumer.assignment()
                     for tp, offset in firsts.items():
                         if tp in assigned:  # a revoked partition's new owner re-reads it
-                            consumer.seek(tp, offset)
+                            fetch.seek(tp, offset)
                     undelivered = {}
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
@@ -279,6 +297,7 @@ class IngestLoop:
             if delivering is not None:
                 delivering.cancel()
             await consumer.stop()
+            await fetch.close()
             await producer.stop()
 
     async def _deliver(
@@ -335,6 +354,14 @@ class IngestLoop:
         for tp, messages in batch.items():
             source = source_id(tp.topic, tp.partition)
             for message in messages:
+                if isinstance(message, Undecodable):  # logged once per batch when found
+                    metrics.dead_letters["undecodable"] += 1
+                    letter = DeadLetter(
+                        None, None, "undecodable", message.error, tp.topic, tp.partition,
+                        message.offset,
+                    )  # fmt: skip
+                    await outbox.send(names.dead_letters, None, None, None, None, letter.headers())
+                    continue
                 outcome = classify(
                     self.codec,
                     self.rules,
