@@ -40,6 +40,8 @@ from xborder.topics import Topics
 PROBE_TIMEOUT_MS = 3_000
 """How long the first contact with the broker may take before it counts as unreachable."""
 SCAN_STALL_S = 10.0
+RETRY_S = 15.0
+"""How long a retriable answer (no group coordinator yet, a leader moving) is retried."""
 
 
 @dataclass
@@ -109,14 +111,23 @@ def collect_status(settings: Settings, names: Topics) -> Status:
         )
     except (KafkaError, OSError, ValueError) as exc:
         raise unreachable(settings, type(exc).__name__) from exc
+    roles = project_groups(settings, names)
+    ids = [group_id for _, group_id, _ in roles]
+    deadline = time.monotonic() + RETRY_S
     try:
-        brokers = len(admin.describe_cluster().get("brokers") or ())
-        roles = project_groups(settings, names)
-        ids = [group_id for _, group_id, _ in roles]
-        described = admin.describe_groups(ids)
-        committed = admin.list_group_offsets(dict.fromkeys(ids))
-    except (KafkaError, OSError) as exc:
-        raise unreachable(settings, type(exc).__name__) from exc
+        while True:
+            try:
+                brokers = len(admin.describe_cluster().get("brokers") or ())
+                described = admin.describe_groups(ids)
+                committed = admin.list_group_offsets(dict.fromkeys(ids))
+                break
+            except KafkaError as exc:
+                # a fresh cluster has no group coordinator until its offsets topic exists
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise unreachable(settings, type(exc).__name__) from exc
+                time.sleep(0.5)
+            except OSError as exc:
+                raise unreachable(settings, type(exc).__name__) from exc
     finally:
         admin.close()
     consumer = _consumer(settings)
@@ -194,6 +205,7 @@ def _read(
     if not todo:
         return
     consumer.assign(sorted(todo, key=lambda tp: (tp.topic, tp.partition)))
+    consumer.resume(*consumer.paused())  # a partition assigned again stays paused
     for tp in todo:
         consumer.seek(tp, starts[tp])
     stalled = time.monotonic() + SCAN_STALL_S
