@@ -71,7 +71,7 @@ def test_too_late_events_are_reported_per_source_and_backfilled(make_settings) -
     # the linked pair (a shared vehicle), five days older: beyond the watermark - window
     old = sample_events(2, now=now - timedelta(days=5))
     old_refs = sorted((e["agency"], e["incident_id"]) for e in old)
-    old_id = correlation_id(*old_refs)
+    old_id = correlation_id(old_refs[0], old_refs[1])
 
     pipeline = Pipeline(settings, sink=False)
     with pipeline.running():

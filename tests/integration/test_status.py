@@ -68,10 +68,11 @@ def test_status_reports_lag_and_dead_letters_by_reason(make_settings) -> None:
     published = len(good) + sum(len(v) for v in bad.values()) + 1
 
     before = collect_status(settings, topics)
-    groups = {g.role: g for g in before.groups}
-    assert groups["worker ingest"].lag == published and groups["worker ingest"].state == "absent"
-    assert groups["worker ingest"].committed_through is None
-    assert groups["sink"].lag == 0 and before.dead_letters == {} and before.too_late == {}
+    initial = {g.role: g for g in before.groups}
+    assert initial["worker ingest"].lag == published
+    assert initial["worker ingest"].state == "absent"
+    assert initial["worker ingest"].committed_through is None
+    assert initial["sink"].lag == 0 and before.dead_letters == {} and before.too_late == {}
 
     pipeline = Pipeline(settings, sink=False)
     with pipeline.running():
