@@ -28,9 +28,13 @@ Ref = tuple[str, str]
 Token = tuple[str, str]
 """A subject token: (kind, token), kind one of the SubjectKind symbols."""
 
-WIRE_VERSION = 1
-"""First element of every wire list; bump it when the layout changes."""
-_WIRE_LEN = 15
+WIRE_VERSION = 2
+"""First element of every wire list; bump it when the layout changes (version 2 added
+the person keys and individuals; version 1 lists are still read, without them)."""
+_WIRE_LEN = 17
+_WIRE_V1_LEN = 15
+NAME_KEYS = frozenset({"NAME_BIRTH_DATE", "NAME_BIRTH_YEAR", "NAME"})
+"""Person keys made from a name: a national-ID disagreement contradicts their agreement."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -71,6 +75,12 @@ class IncidentView(NamedTuple):
     version_ms: int = 0
     """When the agency recorded this state (reported_at, or updated_at of an update): of two
     events of one incident the later version wins, whatever order they arrive in."""
+    person_keys: tuple[tuple[str, str], ...] = ()
+    """(PERSON token, PersonKey) for the person tokens whose key the agency declared,
+    sorted; a token not listed is UNSPECIFIED."""
+    individuals: tuple[tuple[str, str], ...] = ()
+    """(name-based PERSON token, national-ID token) of each individual recorded with both,
+    sorted: what lets a national-ID disagreement count against a name agreement."""
 
     @property
     def ref(self) -> Ref:
@@ -125,7 +135,9 @@ def view_from_event(value: Mapping[str, Any], jurisdictions: Locator) -> Inciden
     version = value.get("updated_at")
     if version is None:
         version = value.get("reported_at")
-    tokens = sorted({(s["kind"], s["token"]) for s in value.get("subjects") or ()})
+    subjects = value.get("subjects") or ()
+    tokens = sorted({(s["kind"], s["token"]) for s in subjects})
+    person_keys, individuals = _person_facts(subjects)
     tags = frozenset(str(t).strip().lower() for t in value.get("modus_operandi") or ())
     return IncidentView(
         event_id=str(value["event_id"]),
@@ -142,7 +154,36 @@ def view_from_event(value: Mapping[str, Any], jurisdictions: Locator) -> Inciden
         in_border_zone=placement.in_border_zone,
         distance_km=placement.distance_to_boundary_km,
         version_ms=0 if version is None else to_ms(version),
+        person_keys=person_keys,
+        individuals=individuals,
     )
+
+
+def _person_facts(
+    subjects: Any,
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """The declared person keys and the (name token, national-ID token) pairs of the
+    individuals of an event's subjects."""
+    keys: set[tuple[str, str]] = set()
+    by_individual: dict[str, list[tuple[str, str]]] = {}
+    for s in subjects:
+        if s["kind"] != "PERSON":
+            continue
+        key = s.get("person_key") or "UNSPECIFIED"
+        if key != "UNSPECIFIED":
+            keys.add((s["token"], key))
+            label = s.get("individual") or ""
+            if label:
+                by_individual.setdefault(label, []).append((s["token"], key))
+    pairs = {
+        (name, national)
+        for members in by_individual.values()
+        for name, name_key in members
+        if name_key in NAME_KEYS
+        for national, national_key in members
+        if national_key == "NATIONAL_ID"
+    }
+    return tuple(sorted(keys)), tuple(sorted(pairs))
 
 
 def to_wire(view: IncidentView) -> list[Any]:
@@ -167,18 +208,22 @@ def to_wire(view: IncidentView) -> list[Any]:
         view.jurisdiction,
         1 if view.in_border_zone else 0,
         view.distance_km,
+        [x for pair in view.person_keys for x in pair],
+        [x for pair in view.individuals for x in pair],
     ]
 
 
 def from_wire(item: list[Any]) -> IncidentView:
     """The view of a wire list made by ``to_wire``; ValueError on another layout."""
-    if len(item) != _WIRE_LEN or item[0] != WIRE_VERSION:
+    if len(item) == _WIRE_V1_LEN and item[0] == 1:
+        item = [*item, [], []]
+    elif len(item) != _WIRE_LEN or item[0] != WIRE_VERSION:
         raise ValueError(
             f"not an IncidentView wire list of version {WIRE_VERSION} "
             f"({len(item)} elements, version {item[0] if item else None!r})"
         )
     (_, event_id, agency, incident_id, occurred, version, lat, lon, category, severity,
-     flat, tags, jurisdiction, border, distance) = item  # fmt: skip
+     flat, tags, jurisdiction, border, distance, keys, individuals) = item  # fmt: skip
     if not (
         isinstance(event_id, str) and isinstance(agency, str) and isinstance(incident_id, str)
         and type(occurred) is int and type(version) is int
@@ -187,9 +232,13 @@ def from_wire(item: list[Any]) -> IncidentView:
         and isinstance(flat, list) and isinstance(tags, list)
         and (jurisdiction is None or isinstance(jurisdiction, str))
         and (distance is None or isinstance(distance, (int, float)))
+        and isinstance(keys, list) and len(keys) % 2 == 0
+        and isinstance(individuals, list) and len(individuals) % 2 == 0
+        and all(isinstance(x, str) for x in keys) and all(isinstance(x, str) for x in individuals)
     ):  # fmt: skip
         raise ValueError(f"IncidentView wire list with a field of the wrong type: {item!r:.200}")
     it = iter(flat)
+    kit, iit = iter(keys), iter(individuals)
     return IncidentView(
         event_id,
         _intern(agency),
@@ -205,4 +254,6 @@ def from_wire(item: list[Any]) -> IncidentView:
         bool(border),
         distance,
         version,
+        tuple(zip(kit, kit, strict=True)),
+        tuple(zip(iit, iit, strict=True)),
     )

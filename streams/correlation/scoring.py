@@ -13,6 +13,25 @@ Default weights (``ScoringConfig``) and why:
   often (m ~ 0.5); unrelated candidates share one only by a data-entry collision or a
   reused plate or SIM (u ~ 1e-3 for vehicles and phones, rarer for a person's id), so
   log2(m/u) is about 9-12 bits.
+- **Person keys** (``Subject.person_key``; the weaker of the two sides' declared keys).
+  m is the chance that two records of one individual agree on the key, u the chance that
+  two different individuals among the candidates do (72 h, cross-border; about 9,000
+  distinct Vietnamese full names are common enough to matter, the commonest carrying ~1 %
+  of a province's people):
+
+  - NATIONAL_ID 12: m ~ 0.5, u ~ 1e-4 (a mistyped digit): log2 ~ 12.
+  - NAME_BIRTH_DATE 10: m ~ 0.5 (names are spelt many ways; normalisation folds most);
+    u ~ 1e-3 (a common name, ~1 %) x 1/20,000 (a birth date over 55 years) ~ 5e-8, but a
+    date typo or a pair of namesakes born the same day happens: held at 10, under the
+    national ID, over the threshold.
+  - NAME_BIRTH_YEAR 5: u ~ 1 % x 1/55 ~ 2e-4 for common names, and namesakes of one year
+    are what the issue found falsely linked: 5, so it links only with space and time.
+  - NAME 3: u ~ 1 % for the commonest names: weak evidence that never links alone.
+  - NATIONAL_ID_MISMATCH -7: two individuals who agree on a name key but whose national-ID
+    tokens (sent for the same ``individual``) differ: m ~ 0.01 (a typo), u ~ 1, so the name
+    agreement is not counted and log2(0.01) ~ -7 is added.
+
+  A PERSON token without a declared key (UNSPECIFIED, older producers) weighs 12 as before.
 - **Distance** decays exponentially, ``2.0 * exp(-km / 3)``, and **time**
   ``2.0 * exp(-hours / 6)``: being at the same place and hour makes a link at most about
   4 times likelier each; far apart is no evidence either way (a group travels), so the
@@ -55,6 +74,11 @@ EvidenceKind = Literal[
     "MODUS_OPERANDI",
     "BORDER_ZONE",
     "OTHER",
+    "SHARED_NATIONAL_ID",
+    "SHARED_NAME_BIRTH_DATE",
+    "SHARED_NAME_BIRTH_YEAR",
+    "SHARED_NAME",
+    "NATIONAL_ID_MISMATCH",
 ]
 """The EvidenceKind symbols of schemas/Correlation.avsc."""
 MatchKind = Literal["IDENTITY", "SAME_OCCURRENCE"]
@@ -65,6 +89,14 @@ SHARED_KIND: dict[str, EvidenceKind] = {
     "VEHICLE": "SHARED_VEHICLE",
     "PHONE": "SHARED_PHONE",
 }
+SHARED_PERSON_KEY: dict[str, EvidenceKind] = {
+    "NATIONAL_ID": "SHARED_NATIONAL_ID",
+    "NAME_BIRTH_DATE": "SHARED_NAME_BIRTH_DATE",
+    "NAME_BIRTH_YEAR": "SHARED_NAME_BIRTH_YEAR",
+    "NAME": "SHARED_NAME",
+}
+"""Evidence of a shared PERSON token by the person key it was made from."""
+_KEY_STRENGTH = ("NAME", "NAME_BIRTH_YEAR", "NAME_BIRTH_DATE", "NATIONAL_ID")
 _HOUR_MS = 3_600_000
 _DIGITS = 4  # weights are rounded so the record's score is exactly the sum it shows
 
@@ -102,7 +134,20 @@ class ScoringConfig:
     token_weights: Mapping[str, float] = field(
         default_factory=lambda: {"PERSON": 12.0, "VEHICLE": 10.0, "PHONE": 10.0}
     )
-    """Weight of sharing at least one token of a kind; kinds not listed are not compared."""
+    """Weight of sharing at least one token of a kind; kinds not listed are not compared.
+    A PERSON token whose person key is declared takes ``person_key_weights`` instead."""
+    person_key_weights: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "NATIONAL_ID": 12.0,
+            "NAME_BIRTH_DATE": 10.0,
+            "NAME_BIRTH_YEAR": 5.0,
+            "NAME": 3.0,
+        }
+    )
+    """Weight of a shared PERSON token by its person key (see the module docstring)."""
+    national_id_mismatch: float = -7.0
+    """A name token agrees while the same individuals' national-ID tokens differ: the name
+    agreement is not counted and this is added instead."""
     distance_weight: float = 2.0
     """Weight at 0 km; decays as exp(-km / distance_scale_km)."""
     distance_scale_km: float = 3.0
@@ -219,6 +264,54 @@ def jaccard(x: frozenset[str], y: frozenset[str]) -> float:
     return inter / (len(x) + len(y) - inter) if inter else 0.0
 
 
+def _person_key(token: str, a: IncidentView, b: IncidentView) -> str:
+    """The person key of a shared PERSON token: the weaker of the two sides' declared keys
+    (UNSPECIFIED when neither declares one)."""
+    declared = [k for view in (a, b) for t, k in view.person_keys if t == token]
+    if not declared:
+        return "UNSPECIFIED"
+    return min(declared, key=lambda k: _KEY_STRENGTH.index(k) if k in _KEY_STRENGTH else 0)
+
+
+def _contradicted(token: str, a: IncidentView, b: IncidentView) -> bool:
+    """A shared name token whose individuals carry national IDs on both sides, none equal."""
+    ids_a = {national for name, national in a.individuals if name == token}
+    if not ids_a:
+        return False
+    ids_b = {national for name, national in b.individuals if name == token}
+    return bool(ids_b) and ids_a.isdisjoint(ids_b)
+
+
+def token_evidence(
+    a: IncidentView, b: IncidentView, cfg: ScoringConfig
+) -> list[tuple[EvidenceKind, str, float, list[str]]]:
+    """The shared-token evidence of a pair: (evidence kind, subject kind, weight, tokens),
+    counted once per evidence kind, sorted by evidence kind; a national-ID mismatch comes
+    as NATIONAL_ID_MISMATCH with the contradicted name tokens."""
+    groups: dict[EvidenceKind, tuple[str, float, list[str]]] = {}
+    contradicted: list[str] = []
+    for kind, token in shared_tokens(a, b):
+        if kind not in cfg.token_weights:
+            continue
+        evidence: EvidenceKind = SHARED_KIND.get(kind, "OTHER")
+        weight = cfg.token_weights[kind]
+        if kind == "PERSON" and (a.person_keys or b.person_keys):
+            key = _person_key(token, a, b)
+            if key in cfg.person_key_weights:
+                if key != "NATIONAL_ID" and _contradicted(token, a, b):
+                    contradicted.append(token)
+                    continue
+                evidence, weight = SHARED_PERSON_KEY[key], cfg.person_key_weights[key]
+        groups.setdefault(evidence, (kind, weight, []))[2].append(token)
+    out = [(e, kind, round(w, _DIGITS), tokens) for e, (kind, w, tokens) in sorted(groups.items())]
+    if contradicted:
+        out.append(
+            ("NATIONAL_ID_MISMATCH", "PERSON", round(cfg.national_id_mismatch, _DIGITS),
+             contradicted)
+        )  # fmt: skip
+    return out
+
+
 def quick_score(a: IncidentView, b: IncidentView, cfg: ScoringConfig) -> float | None:
     """The score of ``score_pair`` without building the evidence (the hot path); None for a
     pair that is not cross-jurisdiction."""
@@ -226,10 +319,14 @@ def quick_score(a: IncidentView, b: IncidentView, cfg: ScoringConfig) -> float |
         return None
     total = 0.0
     if a.tokens and b.tokens:
-        weights = cfg.token_weights
-        kinds = {kind for kind, _ in shared_tokens(a, b)}
-        for kind in kinds:
-            total += round(weights.get(kind, 0.0), _DIGITS)
+        if a.person_keys or b.person_keys:
+            for _, _, weight, _ in token_evidence(a, b, cfg):
+                total += weight
+        else:
+            weights = cfg.token_weights
+            kinds = {kind for kind, _ in shared_tokens(a, b)}
+            for kind in kinds:
+                total += round(weights.get(kind, 0.0), _DIGITS)
     km = haversine_km(a.lat, a.lon, b.lat, b.lon)
     total += round(cfg.distance_weight * math.exp(-km / cfg.distance_scale_km), _DIGITS)
     hours = abs(a.occurred_ms - b.occurred_ms) / _HOUR_MS
@@ -241,6 +338,15 @@ def quick_score(a: IncidentView, b: IncidentView, cfg: ScoringConfig) -> float |
         total += round(cfg.border_both if a.in_border_zone and b.in_border_zone
                        else cfg.border_one, _DIGITS)  # fmt: skip
     return round(total, _DIGITS)
+
+
+_TOKEN_WHAT: dict[str, str] = {
+    "SHARED_NATIONAL_ID": "PERSON national-ID",
+    "SHARED_NAME_BIRTH_DATE": "PERSON name-and-birth-date",
+    "SHARED_NAME_BIRTH_YEAR": "PERSON name-and-birth-year",
+    "SHARED_NAME": "PERSON name-only",
+    "NATIONAL_ID_MISMATCH": "PERSON name",
+}
 
 
 def _hours(ms: int) -> str:
@@ -263,19 +369,16 @@ def score_pair(a: IncidentView, b: IncidentView, cfg: ScoringConfig) -> ScoredPa
     km = haversine_km(a.lat, a.lon, b.lat, b.lon)
     dt_ms = abs(a.occurred_ms - b.occurred_ms)
     where = f"{km:.1f} km apart; {_hours(dt_ms)} apart"
-    by_kind: dict[str, list[str]] = {}
-    for kind, token in shared_tokens(a, b):
-        by_kind.setdefault(kind, []).append(token)
-    for kind in sorted(by_kind):
-        tokens = by_kind[kind]
-        weight = round(cfg.token_weights.get(kind, 0.0), _DIGITS)
-        if kind not in cfg.token_weights:
-            continue
+    for kind_of_evidence, kind, weight, tokens in token_evidence(a, b, cfg):
         shown = ", ".join(f"{t[:4]}…" for t in tokens)
-        many = f"{len(tokens)} shared {kind} tokens" if len(tokens) > 1 else f"same {kind} token"
-        evidence.append(
-            Evidence(SHARED_KIND.get(kind, "OTHER"), weight, f"{many} {shown}; {where}")
-        )
+        what = _TOKEN_WHAT.get(kind_of_evidence, kind)
+        if kind_of_evidence == "NATIONAL_ID_MISMATCH":
+            detail = f"same {what} {shown} but different national ID tokens; {where}"
+        elif len(tokens) > 1:
+            detail = f"{len(tokens)} shared {what} tokens {shown}; {where}"
+        else:
+            detail = f"same {what} token {shown}; {where}"
+        evidence.append(Evidence(kind_of_evidence, weight, detail))
     evidence.append(
         Evidence(
             "DISTANCE",

@@ -209,3 +209,68 @@ def test_correlation_record_encodes_with_the_real_codec() -> None:
     ]  # fmt: skip
     assert back["score"] == record["score"] == pair.score
     assert to_correlation_record(pair, 123)["created_at"] == 123
+
+
+# -- person keys ---------------------------------------------------------------------------
+
+NAME_T, ID_A, ID_B = "a1" * 32, "b2" * 32, "c3" * 32
+
+
+def _person(
+    agency: str,
+    at: tuple[float, float],
+    t: int,
+    keys: tuple[tuple[str, str], ...] = (),
+    individuals: tuple[tuple[str, str], ...] = (),
+) -> IncidentView:
+    """An incident recording persons by declared keys (token, PersonKey)."""
+    category = "TRAFFIC" if agency == "cantho" else "FRAUD"
+    tokens = tuple(sorted({("PERSON", token) for token, _ in keys}))
+    base = view(agency, at=at, t=t, category=category, tokens=tokens)
+    return base._replace(person_keys=tuple(sorted(keys)), individuals=tuple(sorted(individuals)))
+
+
+@pytest.mark.parametrize(
+    "key,weight,kind",
+    [
+        ("NATIONAL_ID", 12.0, "SHARED_NATIONAL_ID"),
+        ("NAME_BIRTH_DATE", 10.0, "SHARED_NAME_BIRTH_DATE"),
+        ("NAME_BIRTH_YEAR", 5.0, "SHARED_NAME_BIRTH_YEAR"),
+        ("NAME", 3.0, "SHARED_NAME"),
+    ],
+)
+def test_a_shared_person_token_weighs_by_its_person_key(key: str, weight: float, kind: str) -> None:
+    a = _person("cantho", CANTHO_DEEP, T0, keys=((NAME_T, key),))
+    b = _person("angiang", ANGIANG_DEEP, T0 + 60 * HOUR, keys=((NAME_T, key),))
+    found = evidence(a, b)
+    assert found[kind].weight == weight and "SHARED_PERSON" not in found
+    pair = score_pair(a, b, CFG)
+    assert pair is not None and quick_score(a, b, CFG) == pair.score
+    assert pair.linked is (weight >= 10)  # far apart and unrelated: only strong keys link alone
+
+
+def test_the_weaker_declared_key_counts_and_an_undeclared_side_takes_the_other() -> None:
+    a = _person("cantho", CANTHO_DEEP, T0, keys=((NAME_T, "NAME_BIRTH_DATE"),))
+    b = _person("angiang", ANGIANG_DEEP, T0 + 60 * HOUR, keys=((NAME_T, "NAME"),))
+    assert "SHARED_NAME" in evidence(a, b)
+    legacy = _person("angiang", ANGIANG_DEEP, T0 + 60 * HOUR)._replace(tokens=(("PERSON", NAME_T),))
+    assert "SHARED_NAME_BIRTH_DATE" in evidence(a, legacy)
+
+
+def test_a_national_id_disagreement_counts_against_a_name_agreement() -> None:
+    def side(agency: str, at: tuple[float, float], national: str) -> IncidentView:
+        return _person(
+            agency, at, T0,
+            keys=((NAME_T, "NAME_BIRTH_DATE"), (national, "NATIONAL_ID")),
+            individuals=((NAME_T, national),),
+        )  # fmt: skip
+
+    namesakes = evidence(side("cantho", CANTHO_EDGE, ID_A), side("angiang", ANGIANG_EDGE, ID_B))
+    assert "SHARED_NAME_BIRTH_DATE" not in namesakes
+    mismatch = namesakes["NATIONAL_ID_MISMATCH"]
+    assert mismatch.weight == -7.0 and "different national ID tokens" in mismatch.detail
+    pair = score_pair(side("cantho", CANTHO_EDGE, ID_A), side("angiang", ANGIANG_EDGE, ID_B), CFG)
+    assert pair is not None and not pair.linked  # close in space and time, still not linked
+    same = evidence(side("cantho", CANTHO_EDGE, ID_A), side("angiang", ANGIANG_EDGE, ID_A))
+    assert same["SHARED_NATIONAL_ID"].weight == 12.0
+    assert same["SHARED_NAME_BIRTH_DATE"].weight == 10.0 and "NATIONAL_ID_MISMATCH" not in same

@@ -34,6 +34,7 @@ from xborder.pseudonym import (
     normalise_phone,
     normalise_plate,
     person_key,
+    pseudonymise_person,
     pseudonymise_subject,
     raw_forms,
     token_input,
@@ -402,7 +403,41 @@ def test_pseudonymised_subject_is_an_avro_subject(tokenizer: SharedKeyTokenizer)
         "token": expected.token_hex,
         "key_id": "example-1",
         "descriptors": {"age_band": "30-39"},
+        "person_key": "NAME_BIRTH_DATE",
+        "individual": "",
     }
+
+
+def test_person_key_says_which_identifier_made_the_token(tokenizer: SharedKeyTokenizer) -> None:
+    def key(raw: str, born: str | None = None) -> str:
+        return str(
+            pseudonymise_subject(tokenizer, "PERSON", raw, "SUSPECT", birth_date=born)["person_key"]
+        )
+
+    assert key("0920 9000 1234") == "NATIONAL_ID"
+    assert key("Trần Thị Lan", "1990-05-02") == "NAME_BIRTH_DATE"
+    assert key("Trần Thị Lan", "1990") == "NAME_BIRTH_YEAR"
+    assert key("Trần Thị Lan") == "NAME"
+    plate = pseudonymise_subject(tokenizer, "VEHICLE", "65B1-234.56", "SUSPECT")
+    assert plate["person_key"] == "UNSPECIFIED"
+
+
+def test_a_person_with_both_keys_is_two_tokens_of_one_individual(
+    tokenizer: SharedKeyTokenizer,
+) -> None:
+    both = pseudonymise_person(
+        tokenizer, "SUSPECT", national_id="092090001234", name="Trần Thị Lan",
+        birth_date="02/05/1990", individual="p1",
+    )  # fmt: skip
+    assert [(s["person_key"], s["individual"]) for s in both] == [
+        ("NATIONAL_ID", "p1"),
+        ("NAME_BIRTH_DATE", "p1"),
+    ]
+    assert both[0]["token"] == tokenizer.token("PERSON", "092090001234").token_hex
+    with pytest.raises(InvalidRecordError, match="give an individual label"):
+        pseudonymise_person(tokenizer, "SUSPECT", national_id="092090001234", name="Lan")
+    with pytest.raises(InvalidRecordError, match="national ID number, a name, or both"):
+        pseudonymise_person(tokenizer, "SUSPECT")
 
 
 def test_subject_role_and_identifying_descriptors_are_refused(

@@ -26,6 +26,7 @@ from xborder.pseudonym.detect import (
 )
 from xborder.pseudonym.forms import raw_forms
 from xborder.pseudonym.normalise import (
+    PERSON_KEYS,
     SUBJECT_KINDS,
     SUBJECT_ROLES,
     SubjectKind,
@@ -37,8 +38,9 @@ from xborder.pseudonym.normalise import (
     normalise_phone,
     normalise_plate,
     person_key,
+    person_key_of,
 )
-from xborder.pseudonym.subject import pseudonymise_subject
+from xborder.pseudonym.subject import pseudonymise_person, pseudonymise_subject
 from xborder.pseudonym.tokens import (
     MIN_KEY_BYTES,
     KeyRing,
@@ -50,6 +52,7 @@ from xborder.pseudonym.tokens import (
 
 __all__ = [
     "MIN_KEY_BYTES",
+    "PERSON_KEYS",
     "SUBJECT_KINDS",
     "SUBJECT_ROLES",
     "TOKEN_RULE",
@@ -72,6 +75,8 @@ __all__ = [
     "normalise_phone",
     "normalise_plate",
     "person_key",
+    "person_key_of",
+    "pseudonymise_person",
     "pseudonymise_subject",
     "raw_forms",
     "token_input",

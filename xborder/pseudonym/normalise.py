@@ -330,6 +330,23 @@ def check_kind(kind: str) -> SubjectKind:
     raise InvalidRecordError(f"subject kind {kind!r} is not one of {', '.join(SUBJECT_KINDS)}")
 
 
+PERSON_KEYS: Final = ("NATIONAL_ID", "NAME_BIRTH_DATE", "NAME_BIRTH_YEAR", "NAME")
+"""The PersonKey symbols a PERSON token can be made from, strongest first."""
+
+
+def person_key_of(raw: str, birth_date: date | str | None = None) -> str:
+    """Which PersonKey :func:`canonical` makes of a PERSON ``raw`` value and birth date."""
+    if isinstance(raw, str) and looks_like_national_id(raw):
+        return "NATIONAL_ID"
+    if birth_date is None:
+        return "NAME"
+    return (
+        "NAME_BIRTH_YEAR"
+        if _YEAR.fullmatch(normalise_birth_date(birth_date))
+        else "NAME_BIRTH_DATE"
+    )
+
+
 def canonical(kind: str, raw: str, birth_date: date | str | None = None) -> str:
     """Canonical value of ``raw`` for a subject of ``kind`` (PERSON, VEHICLE or PHONE).
 
