@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from xborder.backfill_cli import add_backfill_parser
 from xborder.cases_cli import add_cases_parser, add_verify_parser
 from xborder.errors import XborderError
+from xborder.integrator_cli import add_integrator_parsers
 from xborder.logs import setup_logging
 from xborder.settings import Settings, load_settings
 from xborder.status import add_status_parser
@@ -398,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cases_parser(sub)
     add_status_parser(sub)
     add_backfill_parser(sub)
+    add_integrator_parsers(sub)
 
     sub.add_parser(
         "settings", help="print the effective settings as XBORDER_* variables"

@@ -293,6 +293,8 @@ class Settings(BaseSettings):
     """JSON file naming the agencies and their jurisdictions."""
     schemas_dir: Path = REPO_ROOT / "schemas"
     """Directory holding the .avsc files."""
+    key_file: Path | None = None
+    """Pseudonymisation key-ring file (JSON, owner-only) that 'xborder pseudonymise' reads."""
     kafka: KafkaSettings = KafkaSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()

@@ -1,0 +1,239 @@
+"""Commands for integrators who do not write Python: key files, pseudonymisation, schemas.
+
+- ``xborder keys generate PATH`` writes a new key-ring file (the format
+  :meth:`xborder.pseudonym.KeyRing.from_file` reads), readable by its owner only; it
+  prints the path and the key id, never the secret.
+- ``xborder pseudonymise`` turns events with raw identifiers into events with tokens
+  (:mod:`xborder.pseudonymise_cli`).
+- ``xborder schemas export DIR`` writes each schema self-contained (references inlined),
+  as every Avro library reads it, and a manifest with each one's Parsing Canonical Form
+  and CRC-64-AVRO fingerprint as it appears on the wire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from xborder.errors import ConfigurationError, XborderError
+from xborder.settings import Settings
+
+MANIFEST: Final = "manifest.json"
+EXAMPLE_NOTE: Final = (
+    "EXAMPLE KEY for tests and walkthroughs only: never tokenise real identifiers with it"
+)
+_TYPE_KEYS: Final = (
+    "type", "name", "namespace", "aliases", "doc", "symbols", "default", "size",
+    "logicalType", "precision", "scale", "items", "values", "fields",
+)  # fmt: skip
+_FIELD_KEYS: Final = ("name", "type", "default", "doc", "order", "aliases")
+
+
+# -- keys -------------------------------------------------------------------------------
+
+
+def generate_key_file(path: Path, key_id: str, force: bool = False, example: bool = False) -> str:
+    """Write a new one-key ring to ``path`` (mode 0600); returns the key id.
+
+    Refuses an existing ``path`` unless ``force``: it may hold the key the partner
+    agencies share, and a lost key makes every token made with it unmatchable.
+    """
+    from xborder.pseudonym import MIN_KEY_BYTES, KeyRing
+
+    ring = KeyRing(key_id, {key_id: secrets.token_bytes(MIN_KEY_BYTES)}, source="new key")
+    document = json.loads(ring.to_json())
+    if example:
+        document = {"note": EXAMPLE_NOTE, **document}
+    text = json.dumps(document, indent=2) + "\n"
+    if path.exists() and not force:
+        raise XborderError(
+            f"{path} already exists and may hold a key in use; choose another path, or "
+            "pass --force to replace it (tokens made with the old key then no longer match)"
+        )
+    # written beside the target with mode 0600 from the start, then renamed over it
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(text)
+        if force:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)  # fails if the path appeared meanwhile
+            os.unlink(temporary)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return key_id
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    prefix = "example" if args.example else "key"
+    key_id = args.key_id or f"{prefix}-{datetime.now(UTC):%Y%m%d}"
+    generate_key_file(args.path, key_id, force=args.force, example=args.example)
+    print(f"wrote key ring {args.path} (key id {key_id}, mode 600)")
+    if args.example:
+        print("this is an EXAMPLE key: do not use it for real identifiers", file=sys.stderr)
+    else:
+        print(
+            "share it with the partner agencies only through the key exchange the "
+            "agreement sets up; every agency must tokenise with the same key",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# -- pseudonymise -----------------------------------------------------------------------
+
+
+def cmd_pseudonymise(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.pseudonym import KeyRing, SharedKeyTokenizer
+    from xborder.pseudonymise_cli import pseudonymise_lines
+    from xborder.publish_cli import open_source
+
+    key_file = args.key_file or settings.key_file
+    if key_file is None:
+        raise ConfigurationError(
+            "no key file: pass --key-file or set XBORDER_KEY_FILE "
+            "(create one with 'xborder keys generate PATH')"
+        )
+    tokenizer = SharedKeyTokenizer(KeyRing.from_file(key_file))
+    name, stream, _ = open_source(args.file)
+    with contextlib.ExitStack() as stack:
+        if stream is not sys.stdin.buffer:
+            stack.callback(stream.close)
+        out = sys.stdout
+        if args.output is not None and str(args.output) != "-":
+            out = stack.enter_context(open(args.output, "w", encoding="utf-8"))
+        summary = pseudonymise_lines(tokenizer, stream, name, out, sys.stderr)
+    print(summary.line(), file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+# -- schemas ----------------------------------------------------------------------------
+
+
+def _ordered(node: Any, field: bool = False) -> Any:
+    """A schema document with the attributes in the order people write them, without
+    fastavro's private ``__`` keys."""
+    if isinstance(node, list):
+        return [_ordered(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    keys = _FIELD_KEYS if field else _TYPE_KEYS
+    out: dict[str, Any] = {}
+    for key in (*keys, *sorted(node)):
+        if key in node and key not in out and not key.startswith("__"):
+            value = node[key]
+            if key == "fields":
+                out[key] = [_ordered(f, field=True) for f in value]
+            elif key in ("type", "items", "values"):
+                out[key] = _ordered(value)
+            else:
+                out[key] = value
+    return out
+
+
+def export_schemas(settings: Settings, directory: Path) -> list[dict[str, Any]]:
+    """Write each current schema as ``<full name>.avsc`` (self-contained) and the manifest.
+
+    Each file is read back before it is listed: its canonical form must be the one the
+    codec fingerprints, or the export fails.
+    """
+    import fastavro
+    from fastavro.schema import to_parsing_canonical_form
+
+    from xborder.schemas import SchemaStore
+
+    store = SchemaStore(settings.schemas_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for full_name in store.names():
+        stored = store.current(full_name)
+        document = _ordered(stored.parsed)
+        reread = to_parsing_canonical_form(fastavro.parse_schema(document, _write_hint=False))
+        if reread != stored.canonical:
+            raise ConfigurationError(
+                f"{full_name}: the exported schema's canonical form differs from the "
+                "codec's; this is a bug in the export, please report it"
+            )
+        path = directory / f"{full_name}.avsc"
+        path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        entries.append(
+            {
+                "name": full_name,
+                "type": document["type"],
+                "file": path.name,
+                "fingerprint": stored.fingerprint.hex(),
+                "canonical_form": stored.canonical,
+            }
+        )
+    manifest = {
+        "fingerprint_algorithm": "CRC-64-AVRO",
+        "fingerprint_format": "hex of the 8 fingerprint bytes in wire order (little-endian), "
+        "as they follow the magic C3 01 in Avro single-object encoding",
+        "schemas": entries,
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return entries
+
+
+def cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
+    entries = export_schemas(settings, args.directory)
+    for entry in entries:
+        print(f"{entry['fingerprint']}  {args.directory / entry['file']}")
+    print(f"{len(entries)} schemas and {args.directory / MANIFEST}", file=sys.stderr)
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+def add_integrator_parsers(sub: Any) -> None:
+    """Register ``keys``, ``pseudonymise`` and ``schemas`` on the CLI's subparsers."""
+    keys = sub.add_parser("keys", help="pseudonymisation key files")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    generate = keys_sub.add_parser(
+        "generate", help="write a new key-ring file (owner-only), print its path and key id"
+    )
+    generate.add_argument("path", type=Path, help="key file to create")
+    generate.add_argument("--key-id", help="id of the new key (default key-<UTC date>)")
+    generate.add_argument("--force", action="store_true", help="replace an existing file")
+    generate.add_argument(
+        "--example",
+        action="store_true",
+        help="mark the key as an example (id example-<date>, a note in the file)",
+    )
+    keys.set_defaults(handler=cmd_keys)
+
+    pseudonymise = sub.add_parser(
+        "pseudonymise",
+        help="events with raw identifiers in (JSON lines), events with tokens out",
+    )
+    pseudonymise.add_argument("file", nargs="?", default="-", help="JSON lines, '-' for stdin")
+    pseudonymise.add_argument(
+        "-o", "--output", type=Path, help="output file (default standard output)"
+    )
+    pseudonymise.add_argument(
+        "--key-file", type=Path, help="key-ring file (default XBORDER_KEY_FILE)"
+    )
+    pseudonymise.set_defaults(handler=cmd_pseudonymise)
+
+    schemas = sub.add_parser("schemas", help="the Avro schemas, for other languages' libraries")
+    schemas_sub = schemas.add_subparsers(dest="action", required=True)
+    export = schemas_sub.add_parser(
+        "export",
+        help="write each schema self-contained (<full name>.avsc) with a manifest of "
+        "canonical forms and fingerprints",
+    )
+    export.add_argument("directory", type=Path, help="output directory (created if missing)")
+    schemas.set_defaults(handler=cmd_schemas)
