@@ -356,7 +356,10 @@ class Settings(BaseSettings):
             target[leaf] = value
         if follows and "kafka.bootstrap_servers" not in changes:
             # the clients talked to the local broker: they follow it to its new address
-            del data["kafka"]["bootstrap_servers"]
+            moved = data["local_kafka"]
+            data["kafka"]["bootstrap_servers"] = local_broker_address(
+                str(moved["host"]), moved["port"]
+            )
         return _validated(lambda: Settings.model_validate(data))
 
 
