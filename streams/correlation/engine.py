@@ -4,7 +4,9 @@
 (blocking key, view) items routed to it, in order, and for each item:
 
 1. admits the view against the incident's current version (``WindowIndex.admit``): too
-   late (counted, not correlated), a stale older version (ignored), or current;
+   late (counted, not correlated; ``Outputs.late`` holds it when the item came under the
+   view's first blocking key, so that over all partitions each too-late event is reported
+   once), a stale older version (ignored), or current;
 2. token key: stores it, looks up the views under the same key within the window, scores
    the cross-jurisdiction pairs and runs the token detectors (SUBJECT_BOTH_SIDES);
 3. spatial key: if the view lies in the border zone and this is its own coarse cell (each
