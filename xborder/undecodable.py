@@ -160,21 +160,18 @@ class GuardedFetch:
     async def salvage(self, exc: Exception) -> dict[TopicPartition, list[Any]]:
         """After ``getmany`` raised ``exc``: the records of each partition before its
         first undecodable batch, then a placeholder per offset of that batch."""
-        consumer = self.consumer
-        starts: dict[TopicPartition, int] = {}
-        for tp in consumer.assignment():
-            start = self.next_offsets.get(tp)
-            if start is None:
-                start = await consumer.committed(tp)
-            if start is None:
-                start = (await consumer.beginning_offsets([tp]))[tp]
-            starts[tp] = start
+        starts = await self._starts()
+        for tp, start in starts.items():
             self.seek(tp, start)  # also drops what the consumer buffered for it
-        bad = await self._find_bad_batches(starts)
+        try:
+            bad = await self._find_bad_batches(starts)
+        except (TimeoutError, KafkaError, OSError) as error:
+            logger.warning("reading the undecodable fetch raw failed: %r", error)
+            bad = {}
         if not bad:
             logger.warning(
-                "a fetch could not be decoded (%s: %s) but a fresh read of every assigned "
-                "partition decodes; reading them again in %.0f s",
+                "a fetch could not be decoded (%s: %s) and a raw read of the assigned "
+                "partitions found no undecodable batch; reading them again in %.0f s",
                 type(exc).__name__,
                 exc,
                 RETRY_PAUSE_S,
@@ -203,6 +200,28 @@ class GuardedFetch:
                 *(Undecodable(offset, batch.error) for offset in range(batch.first, batch.end)),
             ]
         return salvaged
+
+    async def _starts(self) -> dict[TopicPartition, int]:
+        """Where each assigned partition stood before the failed call. Retried until the
+        coordinator answers: a partition whose records the call drained and lost must
+        not be left past them."""
+        consumer = self.consumer
+        backoff = RETRY_PAUSE_S
+        while True:
+            try:
+                starts: dict[TopicPartition, int] = {}
+                for tp in consumer.assignment():
+                    start = self.next_offsets.get(tp)
+                    if start is None:
+                        start = await consumer.committed(tp)
+                    if start is None:
+                        start = (await consumer.beginning_offsets([tp]))[tp]
+                    starts[tp] = start
+                return starts
+            except KafkaError as exc:
+                logger.warning("committed offsets unavailable (%r); again in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
     async def _take(self, tp: TopicPartition, count: int) -> list[Any]:
         """The next ``count`` records of ``tp`` through the consumer (which stops handing
