@@ -108,7 +108,7 @@ class IncidentPublisher:
     def publish(self, event: dict[str, Any], record_name: str = "IncidentReported") -> int:
         """Encode and send one event, waiting for the broker's acknowledgement; returns bytes."""
         payload = self.encode(event, record_name)
-        self.send_encoded(event, payload).get(timeout=60)
+        self._acknowledged(self.send_encoded(event, payload))
         return len(payload)
 
     def publish_batch(
@@ -123,8 +123,18 @@ class IncidentPublisher:
             sizes += len(payload)
         self.flush()
         for future in futures:
-            future.get(timeout=60)
+            self._acknowledged(future)
         return sizes
+
+    def _acknowledged(self, future: Any) -> None:
+        """Wait for one send's acknowledgement; a failed send is ServiceUnavailableError."""
+        try:
+            future.get(timeout=self.delivery_timeout_s + 5)
+        except KafkaError as exc:
+            raise ServiceUnavailableError(
+                f"an event for {self.topic} was not acknowledged ({type(exc).__name__}); "
+                f"check the broker at {self.settings.kafka.bootstrap_servers}"
+            ) from exc
 
     def send_encoded(self, event: dict[str, Any], payload: bytes) -> Any:
         try:
