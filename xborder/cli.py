@@ -237,6 +237,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from xborder.bench.verification import main as verification_main
 
         return verification_main(settings, args.rest)
+    if args.what == "identity":
+        from xborder.bench.identity import main as identity_main
+
+        return identity_main(settings, args.rest)
     if args.what == "geo":
         from xborder import geo_bench
 
@@ -254,7 +258,7 @@ def cmd_scenario(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.agencies import load_agencies
     from xborder.scenario import ScenarioConfig, generate_scenario, write_scenario
 
-    config = ScenarioConfig(seed=args.seed, events=args.events)
+    config = ScenarioConfig(seed=args.seed, events=args.events, person_keys=args.person_keys)
     with tqdm(total=config.events, desc="generating", unit="ev", file=sys.stderr) as bar:
         scenario = generate_scenario(
             config,
@@ -374,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scenario.add_argument("--seed", type=int, default=7)
     scenario.add_argument("--events", type=int, default=200_000)
+    scenario.add_argument(
+        "--person-keys",
+        default="both",
+        help="what agencies record of a person: both, name_birth_date, name_birth_year or "
+        "unspecified, for all or per agency (cantho=both,angiang=name_birth_date)",
+    )
     scenario.add_argument("--out", type=Path, required=True, help="output directory")
     scenario.set_defaults(handler=cmd_scenario)
 
@@ -387,10 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="benchmarks that print figures: the whole pipeline, the worker's stages, "
-        "latency under sustained load, verdict to conclusion, the codec, geo lookups",
+        "latency under sustained load, verdict to conclusion, identity quality by person key, "
+        "the codec, geo lookups",
     )
     bench.add_argument(
-        "what", choices=["pipeline", "stages", "latency", "verification", "codec", "geo"]
+        "what",
+        choices=["pipeline", "stages", "latency", "verification", "identity", "codec", "geo"],
     )
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
     bench.set_defaults(handler=cmd_bench)

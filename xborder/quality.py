@@ -112,12 +112,15 @@ class Report:
     """SAME_OCCURRENCE matches that are planted near misses, by kind."""
     hard_negative_double_reports: int = 0
     """SAME_OCCURRENCE matches that are planted hard negatives."""
+    namesake_links: Mapping[str, int] = field(default_factory=dict)
+    """Predicted identity links between planted namesakes, by variant."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON values (for the benchmark's report)."""
         values = asdict(self)
         values["truth_counts"] = dict(self.truth_counts)
         values["near_miss_links"] = dict(self.near_miss_links)
+        values["namesake_links"] = dict(self.namesake_links)
         return values
 
 
@@ -227,6 +230,10 @@ def evaluate(
             for kind, pairs in sorted(truth.near_misses.items())
         },
         hard_negative_double_reports=len(set(truth.hard_negatives) & (doubles or set())),
+        namesake_links={
+            variant: len(set(pairs) & predicted)
+            for variant, pairs in sorted(truth.namesakes.items())
+        },
     )
 
 
@@ -287,6 +294,12 @@ def format_report(report: Report) -> str:
         f"  planted      {report.hard_negative_links} hard-negative and "
         f"{report.lookalike_links} lookalike pairs linked; "
         f"{report.same_agency_links} same-agency links",
+        "  namesakes    "
+        + (
+            ", ".join(f"{n} {variant}" for variant, n in report.namesake_links.items())
+            or "none planted"
+        )
+        + " pairs linked",
         "cases",
         f"  purity       {cases.purity:.4f}   ({cases.predicted_cases} predicted, "
         f"{cases.predicted_members} members, {cases.stray_members} in no true case)",

@@ -69,6 +69,13 @@ class ScenarioConfig:
     """Share of lines the publish CLI must reject (bad enum, missing field, raw plate...)."""
     window_hours: float = 72.0
     """Two incidents are a true link only if they occurred at most this far apart."""
+    person_keys: str = "both"
+    """What agencies record of a person (``xborder.scenario.identities.PERSON_KEY_POLICIES``):
+    one policy for all (``both``), or per agency (``cantho=both,angiang=name_birth_date``)."""
+    namesake_rate: float = 0.004
+    """Share of incidents that are one of a planted pair of person near misses: two
+    different persons with one name and birth year, one name and birth date, or twins, in
+    incidents on both sides within a day (``NAMESAKE_VARIANTS``); never a link."""
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -93,6 +100,7 @@ class ScenarioConfig:
             "late_rate",
             "out_of_order_rate",
             "malformed_rate",
+            "namesake_rate",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -115,7 +123,30 @@ class ScenarioConfig:
             found.append("max_lateness must exceed 1 hour (late means more than 1 h late)")
         if self.window_hours <= 0:
             found.append("window_hours must be positive")
+        try:
+            self.person_key_policies(())
+        except ValueError as exc:
+            found.append(str(exc))
         return found
+
+    def person_key_policies(self, agencies: tuple[str, ...] | list[str]) -> dict[str, str]:
+        """The person-key policy of each of ``agencies`` (``person_keys`` parsed); raises
+        ValueError naming a bad policy."""
+        from xborder.scenario.identities import PERSON_KEY_POLICIES
+
+        text = self.person_keys.strip()
+        default, per_agency = "both", {}
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            agency, _, policy = part.rpartition("=")
+            if policy not in PERSON_KEY_POLICIES:
+                raise ValueError(
+                    f"person_keys: {policy!r} is not one of {', '.join(PERSON_KEY_POLICIES)}"
+                )
+            if agency:
+                per_agency[agency.strip()] = policy
+            else:
+                default = policy
+        return {agency: per_agency.get(agency, default) for agency in agencies}
 
     @property
     def end(self) -> datetime:

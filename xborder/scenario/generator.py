@@ -41,7 +41,12 @@ from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.errors import ConfigurationError
 from xborder.geo import jurisdictions_for
 from xborder.scenario.config import ScenarioConfig
-from xborder.scenario.identities import Identities, scenario_key_ring, scenario_tokenizer
+from xborder.scenario.identities import (
+    NAMESAKE_VARIANTS,
+    Identities,
+    scenario_key_ring,
+    scenario_tokenizer,
+)
 from xborder.scenario.malformed import MALFORMED_KINDS, break_event
 from xborder.scenario.model import (
     EPOCH,
@@ -122,7 +127,12 @@ class _Builder:
         self.rng = random.Random(config.seed)
         self.index = jurisdictions_for(agencies)
         self.places = Places(self.index, self.rng)
-        self.ids = Identities(scenario_tokenizer(config.seed), agencies, config.start.year)
+        self.ids = Identities(
+            scenario_tokenizer(config.seed),
+            agencies,
+            config.start.year,
+            person_keys=config.person_key_policies(self.agency_ids),
+        )
         self.rhythm = Rhythm(config.start, config.days)
         self.window_ms = int(config.window_hours * HOUR_MS)
         self.incidents: list[Incident] = []
@@ -132,6 +142,9 @@ class _Builder:
             kind: [] for kind in NEAR_MISS_KINDS
         }
         self.lookalikes: list[tuple[Incident, Incident, int, int]] = []
+        self.namesakes: dict[str, list[tuple[Incident, Incident]]] = {
+            variant: [] for variant in NAMESAKE_VARIANTS
+        }
         self.repeat_offenders = 0
         self._serial = 0
 
@@ -241,6 +254,7 @@ class _Builder:
         self._hard_negative_pairs(round(config.incidents * config.hard_negative_rate))
         self._lookalike_plates(round(config.incidents * config.lookalike_plate_rate))
         self._double_reports(round(config.incidents * config.double_report_rate / 2))
+        self._namesakes(round(config.incidents * config.namesake_rate / 2))
         self._ordinary()
         self._number()
         self._delays()
@@ -483,6 +497,39 @@ class _Builder:
         self.near_misses[kind].append((base, miss))
         return 1
 
+    def _namesakes(self, count: int) -> None:
+        """``count`` pairs of different persons who look alike by name: one in an incident
+        near the boundary on one side, the other within a day on the other side, each with
+        its own national ID. Variants in proportion 6:3:1 (same_year, twin, same_date):
+        two people of one name and birth date are the rarest."""
+        rng, places, ids = self.rng, self.places, self.ids
+        sides = [a for a in self.agency_ids if places.cells[(a, "near")]]
+        if count and not sides:
+            raise ConfigurationError("namesakes need a shared boundary; set the rate to 0")
+        schedule = ("same_year",) * 6 + ("twin",) * 3 + ("same_date",)
+        for n in range(count):
+            variant = schedule[n % len(schedule)]
+            agency = rng.choice(sides)
+            spot = places.sample(rng, agency, "near")
+            other_spot = places.sample(rng, rng.choice(self._sides_near(agency)), "near")
+            person = ids.person(rng, agency)
+            while ids.persons[person].national_id is None:
+                person = ids.person(rng, agency)
+            namesake = ids.namesake(rng, person, variant)
+            category = self.rhythm.category(rng)
+            occurred = self.rhythm.occurred_ms(rng, category)
+            first = self._make(
+                spot, occurred, category, [(person, "SUSPECT")],
+                mo_tags(rng, category, rng.randint(1, 2)), "namesake",
+            )  # fmt: skip
+            other_category = self.rhythm.category(rng)
+            second = self._make(
+                other_spot, self._near_time(occurred, HOUR_MS, DAY_MS), other_category,
+                [(namesake, "SUSPECT")], mo_tags(rng, other_category, rng.randint(1, 2)),
+                "namesake",
+            )  # fmt: skip
+            self.namesakes[variant].append((first, second))
+
     def _lookalike_plates(self, count: int) -> None:
         rng, places, ids = self.rng, self.places, self.ids
         pool = [
@@ -692,6 +739,7 @@ class _Builder:
             "double_reports": len(double_reports),
             **{f"near_misses.{k}": len(v) for k, v in self.near_misses.items()},
             "lookalikes": len(self.lookalikes),
+            **{f"namesakes.{k}": len(v) for k, v in self.namesakes.items()},
             "repeat_offenders": self.repeat_offenders,
             "border_zone_incidents": sum(inc.spot.border for inc in self.incidents),
             **{f"events.{agency}": n for agency, n in lines_per_agency.items()},
@@ -714,6 +762,10 @@ class _Builder:
                 for kind, found in self.near_misses.items()
             },
             lookalikes=tuple(sorted(pair(a.ref, b.ref) for a, b, _, _ in self.lookalikes)),
+            namesakes={
+                variant: tuple(sorted(pair(a.ref, b.ref) for a, b in found))
+                for variant, found in self.namesakes.items()
+            },
             counts=counts,
             parameters=parameters,
         )

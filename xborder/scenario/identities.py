@@ -1,11 +1,17 @@
 """Who and what takes part: persons, vehicles and phones, each pseudonymised once.
 
-An entity is one real-world person, vehicle or phone. It gets one raw identifier (a
-12-digit CCCD number or a name with a birth date; a Vietnamese plate; a mobile number),
-whose canonical form is unique among the scenario's entities, so entity and token are
-one to one: two incidents share a token exactly when they share an entity. The token is
-computed once, when the entity is made, with the scenario's seed-derived key; raw
-identifiers are kept only for group vehicles (to make lookalike plates), never written.
+An entity is one real-world person, vehicle or phone. A vehicle or phone gets one raw
+identifier (a Vietnamese plate; a mobile number), unique among the scenario's entities.
+A person has a name and a birth date, and most (``NATIONAL_ID_SHARE``) also a 12-digit
+CCCD number; the national ID and the name with full birth date are unique among persons,
+except for the namesakes and twins planted on purpose (:meth:`Identities.namesake`). What
+an incident records of a person follows its agency's person-key policy
+(:data:`PERSON_KEY_POLICIES`): both keys of one individual, only the name with birth date
+or year, or one token without a declared key (older producers). So two incidents share a
+national-ID, vehicle or phone token exactly when they share the entity, and a
+name-based token also when they record namesakes. Tokens are computed with the
+scenario's seed-derived key; raw identifiers are kept only for group vehicles (to make
+lookalike plates) and for persons' names (to make namesakes), never written.
 
 Plates and CCCD province codes follow the agency: Can Tho 65 / 092, An Giang 67 / 089
 (an agency in the config may set ``plate_codes`` and ``id_province`` to override them).
@@ -59,6 +65,28 @@ VEHICLE_DESCRIPTORS: Final[tuple[dict[str, str], ...]] = tuple(
 """Every vehicle descriptor set the generator writes (non-identifying)."""
 _NO_DESCRIPTORS: Final[dict[str, str]] = {}
 
+NATIONAL_ID_SHARE: Final = 0.8
+"""Share of persons whose national ID number the reporting agencies know."""
+PERSON_KEY_POLICIES: Final = ("both", "name_birth_date", "name_birth_year", "unspecified")
+"""What an agency records of a person: ``both`` (the documented recipe: the national ID
+when known and the name with full birth date, as two tokens of one individual),
+``name_birth_date`` (an agency that knows only names and birth dates), ``name_birth_year``
+(only the birth year: a weak key), ``unspecified`` (one token, the national ID when known,
+else the name with birth date, without a declared key: older producers)."""
+NAMESAKE_VARIANTS: Final = ("same_year", "same_date", "twin")
+"""Planted person near misses: the same name born the same year (another date), the same
+name and birth date, and twins (same family and middle name and birth date, another given
+name); each with its own national ID."""
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    """A person's identifiers, in canonical form (kept in memory, never written)."""
+
+    name: str
+    born: date
+    national_id: str | None
+
 
 def scenario_key_ring(seed: int) -> KeyRing:
     """The pseudonymisation key of a scenario: derived from the seed, so tokens repeat."""
@@ -85,6 +113,11 @@ class Identities:
     descriptors: list[dict[str, str]] = field(default_factory=list)
     plates: dict[int, str] = field(default_factory=dict)
     """Raw plates of the vehicles made with ``keep_plate`` (group vehicles), in memory only."""
+    persons: dict[int, PersonFacts] = field(default_factory=dict)
+    """Each person's name, birth date and national ID (if known), in memory only."""
+    person_keys: Mapping[str, str] = field(default_factory=dict)
+    """Person-key policy per agency (:data:`PERSON_KEY_POLICIES`); ``both`` when absent."""
+    _person_tokens: dict[tuple[int, str], str] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
     _code_cache: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
@@ -130,30 +163,78 @@ class Identities:
         """A new person from ``home`` (or, one in six, another province)."""
         while True:
             born = rng.randint(self.reference_year - 70, self.reference_year - 16)
-            band = _age_band(self.reference_year - born)
-            descriptors = (
-                PERSON_DESCRIPTORS[2 * band + rng.randrange(2)]
-                if rng.random() < 0.7
-                else _NO_DESCRIPTORS
-            )
-            if rng.random() < 0.7:
-                if rng.random() < 5 / 6:
-                    province = rng.choice(
-                        self._codes(home, "id_province", _ID_PROVINCES, _FALLBACK_ID_PROVINCES)
-                    )
-                else:
-                    province = rng.choice(_OTHER_ID_PROVINCES)
-                century = 0 if born < 2000 else 2
-                serial = rng.randrange(10**6)
-                raw = f"{province}{century + rng.randrange(2)}{born % 100:02d}{serial:06d}"
-                value = canonical("PERSON", raw)
-            else:
-                name = f"{rng.choice(_SURNAMES)} {rng.choice(_MIDDLE)} {rng.choice(_GIVEN)}"
-                birth = date(born, rng.randint(1, 12), rng.randint(1, 28))
-                value = canonical("PERSON", name, birth)
-            entity = self._add("PERSON", value, descriptors)
+            name = f"{rng.choice(_SURNAMES)} {rng.choice(_MIDDLE)} {rng.choice(_GIVEN)}"
+            birth = date(born, rng.randint(1, 12), rng.randint(1, 28))
+            has_id = rng.random() < NATIONAL_ID_SHARE
+            entity = self._person(rng, home, name, birth, has_id, unique_name=True)
             if entity is not None:
                 return entity
+
+    def namesake(self, rng: random.Random, person: int, variant: str) -> int:
+        """A new person who shares ``person``'s name (``same_year``, ``same_date``) or, a
+        twin, family and middle name and birth date; with a national ID of its own."""
+        facts = self.persons[person]
+        raw = facts.name
+        for _ in range(200):
+            if variant == "twin":
+                family = raw.rsplit(" ", 1)[0]
+                name = f"{family} {rng.choice([g for g in _GIVEN if not raw.endswith(g)])}"
+                birth = facts.born
+            elif variant == "same_date":
+                name, birth = raw, facts.born
+            else:
+                name = raw
+                birth = date(facts.born.year, rng.randint(1, 12), rng.randint(1, 28))
+                if birth == facts.born:
+                    continue
+            # a twin's name-and-date key must be new; a same-date namesake's repeats on purpose
+            entity = self._person(rng, None, name, birth, True, unique_name=variant != "same_date")
+            if entity is not None:
+                return entity
+        raise RuntimeError(f"no free {variant} namesake found")  # pragma: no cover
+
+    def _person(
+        self,
+        rng: random.Random,
+        home: str | None,
+        name: str,
+        birth: date,
+        has_id: bool,
+        unique_name: bool,
+    ) -> int | None:
+        """Register a person; None if its national ID (or, ``unique_name``, its name and
+        birth date) is taken. ``home`` None: a province drawn like the others'."""
+        band = _age_band(self.reference_year - birth.year)
+        descriptors = (
+            PERSON_DESCRIPTORS[2 * band + rng.randrange(2)] if rng.random() < 0.7
+            else _NO_DESCRIPTORS
+        )  # fmt: skip
+        national_id = None
+        if has_id:
+            if home is not None and rng.random() < 5 / 6:
+                province = rng.choice(
+                    self._codes(home, "id_province", _ID_PROVINCES, _FALLBACK_ID_PROVINCES)
+                )
+            else:
+                province = rng.choice(_OTHER_ID_PROVINCES)
+            century = 0 if birth.year < 2000 else 2
+            serial = rng.randrange(10**6)
+            national_id = canonical(
+                "PERSON",
+                f"{province}{century + rng.randrange(2)}{birth.year % 100:02d}{serial:06d}",
+            )
+        name_key = canonical("PERSON", name, birth)
+        name_token = self.tokenizer.token("PERSON", name_key)
+        if unique_name and name_token.token_hex in self._used:
+            return None
+        primary = national_id if national_id is not None else name_key
+        entity = self._add("PERSON", primary, descriptors)
+        if entity is None:
+            return None
+        self._used.add(name_token.token_hex)
+        self.persons[entity] = PersonFacts(name, birth, national_id)
+        self._person_tokens[(entity, "NAME_BIRTH_DATE")] = name_token.token_hex
+        return entity
 
     def vehicle(self, rng: random.Random, home: str, keep_plate: bool = False) -> int:
         """A new vehicle registered in ``home`` (or, one in six, another province)."""
@@ -209,7 +290,8 @@ class Identities:
         raise RuntimeError("no free lookalike plate found")  # pragma: no cover
 
     def subject(self, entity: int, role: str) -> dict[str, Any]:
-        """The JSON ``Subject`` of an entity in a given role."""
+        """The JSON ``Subject`` of an entity's primary token (a person's national ID when
+        known, else its name and birth date), without a declared person key."""
         return {
             "role": role,
             "kind": self.kinds[entity],
@@ -217,6 +299,46 @@ class Identities:
             "key_id": self.key_ids[entity],
             "descriptors": dict(self.descriptors[entity]),
         }
+
+    def subjects(self, entity: int, role: str, agency: str) -> list[dict[str, Any]]:
+        """The JSON ``Subject`` records ``agency`` writes of an entity, by its person-key
+        policy: one for a vehicle or phone, one or two for a person."""
+        facts = self.persons.get(entity)
+        if facts is None:
+            return [self.subject(entity, role)]
+        policy = self.person_keys.get(agency, "both")
+        if policy == "unspecified":
+            return [self.subject(entity, role)]
+        keys: list[str] = []
+        if policy == "both" and facts.national_id is not None:
+            keys.append("NATIONAL_ID")
+        keys.append("NAME_BIRTH_YEAR" if policy == "name_birth_year" else "NAME_BIRTH_DATE")
+        individual = f"p{entity}" if len(keys) > 1 else ""
+        return [
+            {
+                "role": role,
+                "kind": "PERSON",
+                "token": self.tokens[entity]
+                if key == "NATIONAL_ID"
+                else self._name_token(entity, key),
+                "key_id": self.key_ids[entity],
+                "descriptors": dict(self.descriptors[entity]),
+                "person_key": key,
+                "individual": individual,
+            }
+            for key in keys
+        ]
+
+    def _name_token(self, entity: int, key: str) -> str:
+        cached = self._person_tokens.get((entity, key))
+        if cached is None:
+            facts = self.persons[entity]
+            birth: date | str = facts.born if key == "NAME_BIRTH_DATE" else str(facts.born.year)
+            cached = self.tokenizer.token(
+                "PERSON", canonical("PERSON", facts.name, birth)
+            ).token_hex
+            self._person_tokens[(entity, key)] = cached
+        return cached
 
 
 def _age_band(age: int) -> int:

@@ -22,11 +22,18 @@ Progress = Callable[[int, int], None]
 """Progress callback: ``progress(n_done, n_total)``."""
 
 IncidentKind = Literal[
-    "background", "repeat", "group", "hard_negative", "lookalike", "double_report", "near_miss"
+    "background",
+    "repeat",
+    "group",
+    "hard_negative",
+    "lookalike",
+    "double_report",
+    "near_miss",
+    "namesake",
 ]
 """Why an incident exists: ordinary, repeat offender, cross-border group, hard-negative
 twin (or its standalone base, marked background), lookalike plate, one of two agencies'
-reports of one occurrence, a double report's near miss."""
+reports of one occurrence, a double report's near miss, one of a pair of namesakes."""
 Delay = Literal["normal", "out_of_order", "late"]
 """Publication delay class: 1-10 min, 10-60 min, 1 h to ``max_lateness``."""
 
@@ -148,7 +155,7 @@ class Scenario:
 def incident_document(incident: Incident, identities: Identities, places: Places) -> dict[str, Any]:
     """The JSON-shaped ``IncidentReported`` event of an incident."""
     code, name = places.unit(incident.spot)
-    subject = identities.subject
+    subjects = identities.subjects
     return {
         "event_id": incident.event_id,
         "agency": incident.agency,
@@ -164,7 +171,9 @@ def incident_document(incident: Incident, identities: Identities, places: Places
         },
         "category": incident.category,
         "severity": incident.severity,
-        "subjects": [subject(entity, role) for entity, role in incident.subjects],
+        "subjects": [
+            s for entity, role in incident.subjects for s in subjects(entity, role, incident.agency)
+        ],
         "modus_operandi": list(incident.mo),
         "narrative": incident.narrative,
         "source_system": incident.source_system,

@@ -12,9 +12,12 @@ Definition (the scenario generator plants it; ``xborder.quality`` scores against
   3. share at least one real-world entity: the same person, vehicle or phone.
 
   Every entity taking part in an incident is recorded as one of its subjects, and every
-  entity has exactly one token (one identifier, one key), so a true link always shares a
-  token in the published events; conversely two incidents that share a token share the
-  entity. Lookalike plates are different vehicles with different tokens: no link.
+  entity is recorded with at least one token its agency's person-key policy makes (see
+  ``xborder.scenario.identities``), so a true link shares a token in the published events
+  when both agencies record a key in common; two incidents that share a national-ID,
+  vehicle or phone token share the entity. Lookalike plates are different vehicles with
+  different tokens, and namesakes (the same name and birth year or date, or twins) are
+  different persons: no link.
 - A true **double report** is a pair of two agencies' reports of one occurrence on the
   boundary (planted by the generator: < 300 m and < 15 min apart, the same category or
   one side's OTHER), whether or not they record a subject. Its near misses (the same place
@@ -52,7 +55,7 @@ TRUTH_FORMAT: Final = "xborder-truth/1"
 DEFINITION: Final = (
     "link: unordered pair of incidents (agency, incident_id) in different jurisdictions, "
     "occurred_at at most window_hours apart, sharing at least one real-world entity "
-    "(person, vehicle, phone; each has exactly one token); double report: two agencies' "
+    "(person, vehicle, phone; namesakes are different persons); double report: two agencies' "
     "reports of one occurrence; case: connected component of the links and double "
     "reports; duplicates add nothing, malformed lines are not incidents"
 )
@@ -142,6 +145,9 @@ class Truth:
     near_misses: Mapping[str, tuple[Pair, ...]] = field(default_factory=dict)
     """Pairs that look like double reports but are not, by kind (another_day,
     another_category, same_agency)."""
+    namesakes: Mapping[str, tuple[Pair, ...]] = field(default_factory=dict)
+    """Pairs of incidents recording two different persons who look alike by name, by
+    variant (same_year, same_date, twin): never identity links."""
     counts: Mapping[str, int] = field(default_factory=dict)
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
@@ -187,6 +193,13 @@ class Truth:
                     for kind, pairs in sorted(self.near_misses.items())
                 ]
             ),
+            '  "namesakes": '
+            + block(
+                [
+                    {"variant": variant, "pairs": [_pair_json(p) for p in pairs]}
+                    for variant, pairs in sorted(self.namesakes.items())
+                ]
+            ),
         ]
         return "{\n" + ",\n".join(parts) + "\n}\n"
 
@@ -223,6 +236,10 @@ class Truth:
                 near_misses={
                     m["kind"]: tuple(pair(_ref(a), _ref(b)) for a, b in m["pairs"])
                     for m in raw.get("near_misses", [])
+                },
+                namesakes={
+                    m["variant"]: tuple(pair(_ref(a), _ref(b)) for a, b in m["pairs"])
+                    for m in raw.get("namesakes", [])
                 },
                 counts=dict(raw.get("counts", {})),
                 parameters=dict(raw.get("parameters", {})),
