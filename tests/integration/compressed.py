@@ -29,8 +29,11 @@ CompressedMessage = tuple[str, str, bytes, bytes]
 JAVA_SOURCE = Path(__file__).resolve().parents[1] / "java" / "CompressedProducer.java"
 
 
-def produce_librdkafka(bootstrap: str, messages: Sequence[CompressedMessage]) -> None:
-    """Send ``messages``, one librdkafka producer per codec; raise on any failed delivery."""
+def produce_librdkafka(
+    bootstrap: str, messages: Sequence[CompressedMessage], partition: int = -1
+) -> None:
+    """Send ``messages``, one librdkafka producer per codec, to ``partition`` (-1: the
+    key's); raise on any failed delivery."""
     failures: list[str] = []
 
     def delivered(error: KafkaError | None, message: Message) -> None:
@@ -47,7 +50,9 @@ def produce_librdkafka(bootstrap: str, messages: Sequence[CompressedMessage]) ->
             }
         )
         for _, topic, key, value in (m for m in messages if m[0] == codec):
-            producer.produce(topic, key=key, value=value, on_delivery=delivered)
+            producer.produce(
+                topic, key=key, value=value, partition=partition, on_delivery=delivered
+            )
         remaining = producer.flush(30)
         assert remaining == 0, f"{remaining} {codec} messages not delivered"
     assert not failures, failures

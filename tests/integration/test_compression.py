@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import aiokafka
 import aiokafka.codec
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -37,11 +38,13 @@ from xborder.deadletter import (
     HEADER_REASON,
     HEADER_TOPIC,
 )
+from xborder.kafka_admin import ensure_topics
 from xborder.pipeline import Pipeline
 from xborder.samples import sample_events
 from xborder.schemas import SchemaStore
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
+from xborder.undecodable import GuardedFetch, Undecodable
 from xborder.validation import EventRules
 from xborder.verification import fold_cases
 
@@ -213,3 +216,45 @@ def test_a_batch_the_worker_cannot_decode_is_dead_lettered_and_ingest_goes_on(
         assert {tp: consumer.committed(tp) for tp in ends} == ends
     finally:
         consumer.close()
+
+
+def test_records_the_failing_fetch_drained_from_another_partition_are_not_lost(
+    make_settings: Any, zstd_unavailable: None
+) -> None:
+    """aiokafka hands out partition after partition in one ``getmany``; when a later one
+    raises, the records of the earlier ones are gone from the call while their positions
+    moved past them (a plain consumer never sees them). The guard puts them back."""
+    settings = make_settings()
+    topic = f"{settings.topics.prefix}drained"
+    bootstrap = settings.kafka.bootstrap_servers
+    ensure_topics(settings, [topic], partitions=2)
+    produce_librdkafka(bootstrap, [("zstd", topic, b"k", b"zstd %d" % i) for i in range(3)], 0)
+    good = [b"good %d" % i for i in range(5)]
+    produce_librdkafka(bootstrap, [("none", topic, b"k", v) for v in good], 1)
+
+    async def read() -> dict[int, list[Any]]:
+        consumer = aiokafka.AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, group_id=settings.worker.ingest_group_id,
+            auto_offset_reset="earliest", enable_auto_commit=False,
+        )  # fmt: skip
+        await consumer.start()
+        fetch = GuardedFetch(consumer, bootstrap, "test", 1 << 26, 1 << 23)
+        try:
+            await asyncio.sleep(2)  # both partitions fetched: one call meets both
+            found: dict[int, list[Any]] = {0: [], 1: []}
+            for _ in range(10):
+                for tp, records in (await fetch.getmany(500, 100)).items():
+                    found[tp.partition].extend(records)
+                if len(found[0]) + len(found[1]) >= 8:
+                    break
+            await asyncio.sleep(0.5)
+            for tp, records in (await fetch.getmany(500, 100)).items():  # nothing more
+                found[tp.partition].extend(records)
+            return found
+        finally:
+            await fetch.close()
+            await consumer.stop()
+
+    found = asyncio.run(read())
+    assert [(type(r), r.offset) for r in found[0]] == [(Undecodable, o) for o in range(3)]
+    assert [r.value for r in found[1]] == good
