@@ -47,8 +47,13 @@ from xborder.metrics import SinkMetrics
 logger = logging.getLogger(__name__)
 
 # ClickHouse error codes that a retry can outlive: timeouts, network, memory pressure,
-# too many parts or queries, read-only or missing replicas, unknown insert status.
-TRANSIENT_CODES = frozenset({3, 159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 999})
+# too many parts or queries, read-only or missing replicas, unknown insert status, and
+# files that cannot be read, written or opened (a full or read-only disk, a directory
+# another process holds: chDB reports a filesystem error as 1001, STD_EXCEPTION).
+TRANSIENT_CODES = frozenset(
+    {3, 74, 75, 76, 159, 164, 202, 203, 209, 210, 236, 241, 242, 243, 252, 285, 319, 425}
+    | {439, 999, 1000, 1001}
+)
 
 ROWS_FORMAT = "JSONCompactEachRow"
 COLUMN_NAMES: dict[str, list[str]] = {

@@ -23,6 +23,15 @@ coordinator moving) is retried with backoff; a commit lost to a rebalance is log
 and the partitions' new owner re-reads rows already written, which collapse by id
 (at-least-once, idempotent rows). SIGTERM and SIGINT stop consuming, write and commit
 what is buffered, and exit 0.
+
+Nothing transient stops the sink: a broker or a ClickHouse it cannot reach at start-up
+(an embedded directory held by another process, a server down) is waited for with
+backoff and a log line per attempt, as are failed writes, fetches and commits later.
+With ``group_instance_id`` set the sink is a static group member: restarted within the
+session timeout, it gets its partitions back without a rebalance. A liveness watchdog
+(:mod:`xborder.liveness`) exits with status 70 when the sink's partitions have lag while
+its committed offsets stand still for ``stall_timeout_s`` and it is not knowingly
+waiting: a hung consumer is restarted by its supervisor instead of idling unseen.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -47,6 +57,7 @@ from xborder.clickhouse import get_client
 from xborder.deadletter import SOURCE_HEADER
 from xborder.errors import InvalidRecordError, ServiceUnavailableError, TransientSinkError
 from xborder.kafka_admin import ensure_topics
+from xborder.liveness import Ownership, Watchdog
 from xborder.metrics import SinkMetrics
 from xborder.settings import Settings
 from xborder.topics import Topics
@@ -59,12 +70,19 @@ IDLE_POLL_S = 0.5
 """Longest one fetch waits: how soon an idle sink notices a stop signal."""
 
 
-class _LogAssignments(ConsumerRebalanceListener):
+class _TrackAssignments(ConsumerRebalanceListener):
+    """Logs every assignment and keeps what the sink owns for the watchdog."""
+
+    def __init__(self, runner: SinkRunner) -> None:
+        self.runner = runner
+
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         logger.info("sink partitions revoked: %s", _names(revoked))
+        self.runner.owned = frozenset()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("sink partitions assigned: %s", _names(assigned))
+        self.runner.owned = frozenset((tp.topic, tp.partition) for tp in assigned)
 
 
 def _names(partitions: Any) -> list[str]:
@@ -74,14 +92,24 @@ def _names(partitions: Any) -> list[str]:
 class SinkRunner:
     """Owns the consumer, the ClickHouse client (on its own thread) and the batching sink."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_stall: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        self.on_stall = on_stall
+        """What the watchdog does about a stall (default: log and exit with status 70)."""
+        self.consumer: AIOKafkaConsumer | None = None
         self.topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
         self.codec = codec_for(settings)
         self.schemas = WriterSchemas(self.codec)
         self.metrics = SinkMetrics()
         self.stopping = asyncio.Event()
         self.skipped = 0
+        self.owned: frozenset[tuple[str, int]] = frozenset()
+        """Partitions assigned now (read by the watchdog's thread)."""
+        self.waiting: str | None = None
+        """What the sink is knowingly waiting for (ClickHouse, the broker), if anything."""
+
+    def ownership(self) -> Ownership:
+        return Ownership(self.owned, self.waiting)
 
     def stop(self) -> None:
         """Ask :meth:`run` to write and commit what is buffered, then return."""
@@ -93,6 +121,7 @@ class SinkRunner:
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
             client_id=f"{self.settings.kafka.client_id}-sink",
             group_id=sink.group_id,
+            group_instance_id=sink.group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=sink.batch_size,
@@ -106,10 +135,19 @@ class SinkRunner:
     async def run(self) -> None:
         """Consume until :meth:`stop`, then write and commit what is buffered."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, ensure_topics, self.settings, self.topics.sunk())
+        topics = self.topics.sunk()
+        created = await self._until_available(
+            "Kafka", lambda: loop.run_in_executor(None, ensure_topics, self.settings, topics)
+        )
+        if created is None:
+            return
         # chDB and clickhouse-connect block: every ClickHouse call runs on this one thread
         with ThreadPoolExecutor(1, thread_name_prefix="clickhouse") as clickhouse:
-            client = await loop.run_in_executor(clickhouse, get_client, self.settings)
+            client = await self._until_available(
+                "ClickHouse", lambda: loop.run_in_executor(clickhouse, get_client, self.settings)
+            )
+            if client is None:
+                return
             sink = ClickHouseIncidentSink(
                 client,
                 self.schemas,
@@ -118,27 +156,81 @@ class SinkRunner:
                 self.metrics,
                 embedded=not self.settings.clickhouse.url,
             )
-            consumer = self._consumer()
-            consumer.subscribe(self.topics.sunk(), listener=_LogAssignments())
+            watchdog = self._watchdog()
+            consumer = None
             try:
-                try:
-                    await consumer.start()
-                except KafkaError as exc:
-                    raise ServiceUnavailableError(
-                        f"the sink cannot reach Kafka at {self.settings.kafka.bootstrap_servers}"
-                        f" ({exc}); start it with 'xborder kafka up' or set "
-                        "XBORDER_KAFKA__BOOTSTRAP_SERVERS"
-                    ) from exc
-                logger.info("sink consuming %s into ClickHouse", ", ".join(self.topics.sunk()))
+                consumer = self.consumer = await self._start_consumer()
+                if consumer is None:
+                    return
+                logger.info("sink consuming %s into ClickHouse", ", ".join(topics))
+                if watchdog is not None:
+                    watchdog.start()
                 await self._consume(consumer, sink, clickhouse)
             finally:
-                await consumer.stop()
+                if watchdog is not None:
+                    watchdog.stop()
+                if consumer is not None:
+                    await consumer.stop()
                 await loop.run_in_executor(clickhouse, client.close)
                 logger.info(
                     "sink stopped: %s rows written, %s undecodable skipped",
                     sum(self.metrics.rows_written.values()),
                     self.skipped + sink.skipped,
                 )
+
+    def _watchdog(self) -> Watchdog | None:
+        stall_s = self.settings.sink.stall_timeout_s
+        if not stall_s:
+            return None
+        return Watchdog(
+            self.settings.kafka.bootstrap_servers,
+            self.settings.sink.group_id,
+            "sink",
+            stall_s,
+            self.ownership,
+            on_stall=self.on_stall,
+        )
+
+    async def _until_available(self, what: str, attempt: Any) -> Any:
+        """``await attempt()`` until it does not raise ServiceUnavailableError; None when
+        asked to stop meanwhile. Each failure is logged with its cause and fix."""
+        backoff = self.settings.sink.retry_backoff_s
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                result = await attempt()
+            except ServiceUnavailableError as exc:
+                failures += 1
+                self.waiting = what
+                logger.warning("%s; retrying in %.1f s (attempt %s)", exc, backoff, failures)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            if failures:
+                logger.info("%s available after %s failed attempts", what, failures)
+            self.waiting = None
+            return result
+        return None
+
+    async def _start_consumer(self) -> AIOKafkaConsumer | None:
+        """A started consumer subscribed to the sunk topics; None when stopped meanwhile."""
+
+        async def start() -> AIOKafkaConsumer:
+            consumer = self._consumer()
+            consumer.subscribe(self.topics.sunk(), listener=_TrackAssignments(self))
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                await consumer.stop()
+                raise ServiceUnavailableError(
+                    f"the sink cannot reach Kafka at {self.settings.kafka.bootstrap_servers}"
+                    f" ({exc}); start it with 'xborder kafka up' or set "
+                    "XBORDER_KAFKA__BOOTSTRAP_SERVERS"
+                ) from exc
+            return consumer
+
+        consumer: AIOKafkaConsumer | None = await self._until_available("Kafka", start)
+        return consumer
 
     async def _consume(
         self, consumer: AIOKafkaConsumer, sink: ClickHouseIncidentSink, clickhouse: Any
@@ -147,9 +239,16 @@ class SinkRunner:
         while not self.stopping.is_set():
             due_in = sink.due_in()
             wait_s = IDLE_POLL_S if due_in is None else min(IDLE_POLL_S, due_in)
-            fetched = await consumer.getmany(
-                timeout_ms=int(wait_s * 1000), max_records=self.settings.sink.batch_size
-            )
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=int(wait_s * 1000), max_records=self.settings.sink.batch_size
+                )
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                logger.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
+                await self._sleep(self.settings.sink.retry_backoff_s)
+                continue
             for tp, messages in fetched.items():
                 self._buffer(sink, tp, messages)
             if sink.due():
@@ -206,10 +305,14 @@ class SinkRunner:
             )
         except TransientSinkError as exc:
             logger.warning("%s; rewinding, retrying in %.1f s", exc, backoff)
+            self.waiting = "ClickHouse"
             self._rewind(consumer, buffers)
             await self._sleep(backoff)
             return min(backoff * 2, MAX_BACKOFF_S)
+        if self.waiting == "ClickHouse":
+            logger.info("ClickHouse writes succeed again")
         await self._commit(consumer, buffers)
+        self.waiting = None
         return self.settings.sink.retry_backoff_s
 
     async def _commit(
@@ -262,6 +365,7 @@ class SinkRunner:
                     else f"{type(exc).__name__}: {exc}"
                 )
                 logger.warning("commit failed (%s); retrying in %.1f s", reason, backoff)
+                self.waiting = "a commit"
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 

@@ -1,4 +1,12 @@
-"""Runs the Faust worker with every flow registered, configured from settings."""
+"""Runs the Faust worker with every flow registered, configured from settings.
+
+A liveness watchdog (:mod:`xborder.liveness`) watches the correlation agents' group: when
+partitions this worker owns have lag while the group's committed offsets on them stand
+still for ``XBORDER_WORKER__STALL_TIMEOUT_S`` (outside a rebalance or a table recovery),
+the worker exits with status 70 and its supervisor (``xborder.pipeline.Pipeline`` with
+``supervise``, systemd, Kubernetes) restarts it. That is the faust-streaming hang of
+upstream issues #175, #523 and #532, where a consumer stops fetching without an error.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ from streams.flows import correlate, ingest
 from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.geo import jurisdictions_for
 from xborder.kafka_admin import ensure_topics, wait_for_partitions
+from xborder.liveness import Ownership, Watchdog
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
 from xborder.validation import EventRules
@@ -56,10 +65,55 @@ def create_worker_app(settings: Settings) -> faust.App:
             lifecycle=lifecycle_config(settings),
             tick_s=settings.verification.tick_s,
         )
+        watch_liveness(app, settings, names)
     if not settings.worker.ingest:
         return app
     ingest.register(app, settings, names, codec, rules, router=router)
     return app
+
+
+def watch_liveness(app: faust.App, settings: Settings, names: Topics) -> Watchdog | None:
+    """Start the agents' liveness watchdog with the worker; None when it is turned off.
+
+    A timer copies the agents' assignment (and whether a rebalance or a recovery is under
+    way) from the event loop; the watchdog's thread reads that copy, so a loop that no
+    longer runs leaves the last assignment in place and still counts as stalled."""
+    stall_s = settings.worker.stall_timeout_s
+    if not stall_s:
+        return None
+    watched = {names.blocks, names.links, *names.all_verdicts}
+    state = {"owned": Ownership(frozenset())}
+    watchdog = Watchdog(
+        settings.kafka.bootstrap_servers,
+        settings.worker.app_id,
+        "worker",
+        stall_s,
+        lambda: state["owned"],
+    )
+
+    @app.timer(interval=watchdog.check_s)
+    async def note_assignment() -> None:
+        try:
+            assigned = app.consumer.assignment()
+        except Exception:  # no consumer yet, or it is being replaced in a rebalance
+            assigned = set()
+        waiting = (
+            "a rebalance"
+            if app.rebalancing
+            else "table recovery"
+            if getattr(app, "in_recovery", False)
+            else None
+        )
+        state["owned"] = Ownership(
+            frozenset((tp.topic, tp.partition) for tp in assigned if tp.topic in watched),
+            waiting,
+        )
+
+    @app.task
+    async def start_watchdog() -> None:
+        watchdog.start()
+
+    return watchdog
 
 
 def correlator_config(settings: Settings, agencies: AgenciesConfig) -> CorrelatorConfig:

@@ -3,11 +3,18 @@
 Each runs as a child process (``python -m xborder worker|sink``) configured through
 the same settings, passed as ``XBORDER_*`` variables; logs go to ``<data_dir>/logs``.
 Used by the demo, the benchmark and the integration tests.
+
+With ``supervise``, a child that exits on its own (a crash, a kill, the liveness
+watchdog's status 70) is started again by the next :meth:`Pipeline.check_alive`, which
+every wait calls, up to ``max_restarts`` times each; without it, such an exit is an
+error. The sink runs as a static group member (``<group_id>-sink``), so a restarted sink
+gets its partitions back without waiting for a rebalance.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -20,18 +27,34 @@ from xborder.kafka_admin import wait_for_group
 from xborder.settings import Settings, to_env
 from xborder.topics import Topics
 
+logger = logging.getLogger(__name__)
+
 
 class Pipeline:
     """``workers`` Faust workers and (optionally) the sink as child processes."""
 
-    def __init__(self, settings: Settings, workers: int = 1, sink: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        workers: int = 1,
+        sink: bool = True,
+        supervise: bool = False,
+        max_restarts: int = 5,
+    ) -> None:
         self.settings = settings
         self.workers = workers
         self.with_sink = sink
+        self.supervise = supervise
+        self.max_restarts = max_restarts
         self.log_dir = settings.data_dir / "logs"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, tuple[str, Settings]] = {}
+        """How each child was started: its command and settings, for a restart."""
+        self.restarts: dict[str, list[int]] = {}
+        """Exit status of each child the supervisor restarted, by name."""
 
     def _spawn(self, name: str, command: str, settings: Settings) -> None:
+        self.commands[name] = (command, settings)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **to_env(settings)}
         with open(self.log_dir / f"{name}.log", "ab") as log:
@@ -47,7 +70,16 @@ class Pipeline:
         for index in range(self.workers):
             self.start_worker(index)
         if self.with_sink:
-            self._spawn("sink", "sink", self.settings)
+            self.start_sink()
+
+    def start_sink(self) -> None:
+        """Start the sink as a static group member; also a restart."""
+        settings = self.settings
+        if settings.sink.group_instance_id is None:
+            settings = settings.with_overrides(
+                **{"sink.group_instance_id": f"{settings.sink.group_id}-sink"}
+            )
+        self._spawn("sink", "sink", settings)
 
     def start_worker(self, index: int) -> None:
         """Start worker ``index`` (its own state directory and web port); also a restart."""
@@ -64,12 +96,27 @@ class Pipeline:
         return {name: p.pid for name, p in self.processes.items() if p.poll() is None}
 
     def check_alive(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise ServiceUnavailableError(
-                    f"the {name} exited with code {process.returncode}; see "
-                    f"{self.log_dir / (name + '.log')}"
+        """Raise if a child exited; with ``supervise``, restart it instead (bounded)."""
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
+                continue
+            restarted = self.restarts.setdefault(name, [])
+            if self.supervise and len(restarted) < self.max_restarts:
+                restarted.append(process.returncode)
+                logger.warning(
+                    "the %s exited with code %s; restarting it (restart %s of at most %s)",
+                    name,
+                    process.returncode,
+                    len(restarted),
+                    self.max_restarts,
                 )
+                command, settings = self.commands[name]
+                self._spawn(name, command, settings)
+                continue
+            raise ServiceUnavailableError(
+                f"the {name} exited with code {process.returncode}; see "
+                f"{self.log_dir / (name + '.log')}"
+            )
 
     def wait_until_drained(self, topics: Topics, timeout_s: float = 120.0) -> None:
         """Wait until every stage has committed everything published so far.
