@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,6 @@ from xborder.agencies import load_agencies
 from xborder.cli import main
 from xborder.clickhouse import get_client
 from xborder.pipeline import Pipeline
-from xborder.samples import sample_events
 from xborder.settings import Settings, to_env
 from xborder.topics import Topics, ensure_project_topics
 
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "java-producer"
 PARSE_SCHEMAS = ROOT / "tests" / "java" / "ParseSchemas.java"
+GUIDE = ROOT / "docs" / "integration.md"
 OLD_AVRO = Path.home() / ".m2" / "repository" / "org/apache/avro/avro/1.11.1/avro-1.11.1.jar"
 
 
@@ -65,97 +67,97 @@ def test_java_reads_each_exported_schema_alone_with_the_wire_fingerprint(
             assert found["fingerprint"] == entry["fingerprint"], (variant, entry["name"])
 
 
-def _build_example(work: Path) -> Path:
-    """``mvn package`` of a copy of the example (offline first: the ~/.m2 cache)."""
-    project = work / "java-producer"
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("target"))
-    command = ["mvn", "-B", "-q", "-Dmaven.test.skip=true", "package"]
-    offline = [command[0], "-o", *command[1:]]
-    built = subprocess.run(offline, cwd=project, capture_output=True, text=True, timeout=300)
-    if built.returncode != 0:  # something is missing from the cache: fetch it
-        built = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
-        assert built.returncode == 0, built.stdout[-3000:]
-    jar = project / "target" / "xborder-java-producer.jar"
-    assert jar.exists()
-    return jar
+def doc_blocks(text: str) -> list[tuple[str, str, str]]:
+    """(section heading, language, code) of each fenced block of a Markdown page."""
+    blocks, section = [], ""
+    for match in re.finditer(r"^(## [^\n]*)$|^```(\w*)\n(.*?)^```$", text, re.M | re.S):
+        if match.group(1):
+            section = match.group(1)
+        else:
+            blocks.append((section, match.group(2), match.group(3)))
+    return blocks
 
 
-def _raw_pair() -> list[dict[str, Any]]:
-    """A cross-border pair (cantho, angiang) with raw identifiers, each agency spelling
-    them its own way: one vehicle, and one person that cantho knows by national ID and
-    name with birth date and angiang by name with birth date only."""
-    cantho, angiang = sample_events(2)
-    cantho["subjects"] = [
-        {"kind": "VEHICLE", "raw": "65B1-234.56", "role": "SUSPECT"},
-        {"kind": "PERSON", "national_id": "092 190 004 321", "name": "Trần Văn Bình",
-         "birth_date": "1990-03-12", "role": "SUSPECT"},
-    ]  # fmt: skip
-    angiang["subjects"] = [
-        {"kind": "VEHICLE", "raw": "65 B1 234 56", "role": "SUSPECT",
-         "descriptors": {"colour": "black"}},
-        {"kind": "PERSON", "name": "TRAN VAN BINH", "birth_date": "12/03/1990", "role": "SUSPECT"},
-    ]  # fmt: skip
-    return [cantho, angiang]
+def _script(blocks: list[tuple[str, str, str]]) -> str:
+    """One bash script running the shell and Python blocks in order, stopping at the
+    first failure."""
+    parts = ["set -euo pipefail"]
+    for _, language, code in blocks:
+        if language == "sh":
+            parts.append(code)
+        elif language == "python":
+            parts.append(f"\"$DOC_PYTHON\" - <<'PYTHON_BLOCK'\n{code}PYTHON_BLOCK")
+    return "\n".join(parts) + "\n"
 
 
-def test_the_java_example_producer_publishes_events_the_worker_accepts_and_correlates(
+def _bash(script: str, cwd: Path, env: dict[str, str], timeout_s: float = 300) -> str:
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout_s,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+def test_the_integration_guide_runs_and_its_events_are_accepted_and_correlated(
     make_settings: Any, tmp_path: Path
 ) -> None:
+    """docs/integration.md, every command in order, on the real broker, worker and sink:
+    the keys, pseudonymise, publish (command line), the Python library, the schemas
+    export and the Java example producer (built with Maven, run with its defaults)."""
     settings = make_settings()
     topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
     ensure_project_topics(settings, topics)
+    shutil.copytree(EXAMPLE, tmp_path / "examples" / EXAMPLE.name,
+                    ignore=shutil.ignore_patterns("target"))  # fmt: skip
+    env = {
+        **os.environ,
+        **to_env(settings),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DOC_PYTHON": sys.executable,
+        "MAVEN_OPTS": "-XX:TieredStopAtLevel=1",  # a short build: skip the slow JIT tiers
+    }
+    blocks = doc_blocks(GUIDE.read_text())
+    publishing = [b for b in blocks if not b[0].startswith("## 6.")]
+    checking = [b for b in blocks if b[0].startswith("## 6.")]
+    assert len(publishing) == 7 and len(checking) == 1
     pipeline = Pipeline(settings)
-    env = {**os.environ, **to_env(settings)}
-    xborder = [sys.executable, "-m", "xborder"]
     with pipeline.running():
-        jar = _build_example(tmp_path)  # while the worker starts
-        keys = tmp_path / "keys.json"
-        subprocess.run([*xborder, "keys", "generate", str(keys), "--example"], env=env, check=True)
-        raw = _raw_pair()
-        tokens: dict[str, list[dict[str, Any]]] = {}
-        for event in raw:
-            source = tmp_path / f"{event['agency']}-raw.jsonl"
-            source.write_text(json.dumps(event, ensure_ascii=False) + "\n")
-            done = subprocess.run(
-                [*xborder, "pseudonymise", str(source), "--key-file", str(keys),
-                 "-o", str(tmp_path / f"{event['agency']}.jsonl")],
-                env=env, capture_output=True, text=True,
-            )  # fmt: skip
-            assert done.returncode == 0, done.stderr
-            (published,) = map(json.loads, (tmp_path / f"{event['agency']}.jsonl").open())
-            tokens[event["agency"]] = published["subjects"]
-        schema = tmp_path / "avsc" / "xborder.v1.IncidentReported.avsc"
-        _export(settings, schema.parent)
         pipeline.wait_until_settled()
-        for event in raw:
-            agency = event["agency"]
-            lines = _java(
-                "-jar",
-                str(jar),
-                settings.kafka.bootstrap_servers,
-                topics.incidents(agency),
-                str(schema),
-                str(tmp_path / f"{agency}.jsonl"),
-            )
-            assert lines[-1].startswith(f"sent {event['event_id']} {topics.incidents(agency)}[")
+        out = _bash(_script(publishing), tmp_path, env)
         pipeline.wait_until_drained(topics, timeout_s=60)
+        status = _bash(_script(checking), tmp_path / "walkthrough", env)
 
-    cantho, angiang = raw
-    assert tokens["cantho"][0]["token"] == tokens["angiang"][0]["token"]  # one plate
+    work = tmp_path / "walkthrough"
+    assert stat.S_IMODE((work / "example-keys.json").stat().st_mode) == 0o600
+    published = {
+        agency: json.loads((work / f"{agency}.jsonl").read_text()) for agency in topics.agency_ids
+    }
+    cantho, angiang = published["cantho"], published["angiang"]
+    assert f"sent {angiang['event_id']} {topics.incidents('angiang')}[" in out  # from Java
+    assert cantho["subjects"][0]["token"] == angiang["subjects"][0]["token"]  # one plate
+    assert re.search(r"^\(none\)\s+0$", status, re.M), status  # no dead letters
     client = get_client(settings)
     try:
         rows = client.query(
-            "SELECT toString(event_id), subject_tokens FROM incidents FINAL ORDER BY agency"
+            "SELECT agency, incident_id, toString(event_id), subject_tokens "
+            "FROM incidents FINAL ORDER BY incident_id"
         ).result_rows
         links = client.query(
-            "SELECT toString(a_event_id), toString(b_event_id), evidence_kinds "
-            "FROM correlations FINAL"
+            "SELECT a_incident_id, b_incident_id, evidence_kinds FROM correlations FINAL"
         ).result_rows
     finally:
         client.close()
-    assert sorted(map(tuple, rows)) == sorted(
-        (e["event_id"], [s["token"] for s in tokens[e["agency"]]]) for e in raw
-    )
-    pair = {cantho["event_id"], angiang["event_id"]}
-    (link,) = [r for r in links if {r[0], r[1]} == pair]
-    assert "SHARED_VEHICLE" in link[2], link
+    by_incident = {row[1]: row for row in rows}
+    assert set(by_incident) == {"AG-2026-004567", "CT-2026-000123", "CT-2026-000124"}
+    for event in (cantho, angiang):
+        row = by_incident[event["incident_id"]]
+        assert (row[2], list(row[3])) == (
+            event["event_id"],
+            [s["token"] for s in event["subjects"]],
+        )
+    (evidence,) = [
+        kinds for a, b, kinds in links
+        if {a, b} == {cantho["incident_id"], angiang["incident_id"]}
+    ]  # fmt: skip
+    assert "SHARED_VEHICLE" in evidence, evidence

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import shutil
 import stat
 from pathlib import Path
@@ -238,3 +239,24 @@ def test_exported_schemas_are_self_contained_and_fingerprinted_as_on_the_wire(
     event = codec.from_json("IncidentReported", sample_events(1)[0])
     wire = codec.encode("IncidentReported", event)
     assert wire[2:10].hex() == entries["xborder.v1.IncidentReported"]["fingerprint"]
+
+
+# -- docs/integration.md ----------------------------------------------------------------
+
+
+def test_every_xborder_command_in_the_integration_guide_parses() -> None:
+    """The guide's commands exist with those flags (tests/integration/test_integrator_kit.py
+    runs them all against the real broker and worker)."""
+    from tests.integration.test_integrator_kit import GUIDE, doc_blocks
+    from xborder.cli import build_parser
+
+    commands = [
+        shlex.split(line)
+        for _, language, code in doc_blocks(GUIDE.read_text())
+        if language == "sh"
+        for line in code.replace("\\\n", " ").splitlines()
+        if line.startswith("xborder ")
+    ]
+    assert {c[1] for c in commands} >= {"keys", "pseudonymise", "publish", "schemas", "status"}
+    for command in commands:
+        assert build_parser().parse_args(command[1:]).handler is not None, command
