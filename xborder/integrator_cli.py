@@ -2,7 +2,8 @@
 
 - ``xborder keys generate PATH`` writes a new key-ring file (the format
   :meth:`xborder.pseudonym.KeyRing.from_file` reads), readable by its owner only; it
-  prints the path and the key id, never the secret.
+  prints the path and the key id, never the secret. ``xborder keys rotate PATH`` adds a
+  new active key and keeps the older ones for lookups.
 - ``xborder pseudonymise`` turns events with raw identifiers into events with tokens
   (:mod:`xborder.pseudonymise_cli`).
 - ``xborder schemas export DIR`` writes each schema self-contained (references inlined),
@@ -52,19 +53,38 @@ def generate_key_file(path: Path, key_id: str, force: bool = False, example: boo
     document = json.loads(ring.to_json())
     if example:
         document = {"note": EXAMPLE_NOTE, **document}
-    text = json.dumps(document, indent=2) + "\n"
     if path.exists() and not force:
         raise XborderError(
             f"{path} already exists and may hold a key in use; choose another path, or "
             "pass --force to replace it (tokens made with the old key then no longer match)"
         )
-    # written beside the target with mode 0600 from the start, then renamed over it
+    _write_owner_only(path, json.dumps(document, indent=2) + "\n", replace=force)
+    return key_id
+
+
+def rotate_key_file(path: Path, key_id: str) -> tuple[str, ...]:
+    """Add a new active key to the ring in ``path``, keeping the others for lookups;
+    returns the ring's key ids, the new one first."""
+    from xborder.pseudonym import MIN_KEY_BYTES, KeyRing
+
+    ring = KeyRing.from_file(path).rotate(key_id, secrets.token_bytes(MIN_KEY_BYTES))
+    note = json.loads(path.read_text(encoding="utf-8")).get("note")
+    document = json.loads(ring.to_json())
+    if note is not None:
+        document = {"note": note, **document}
+    _write_owner_only(path, json.dumps(document, indent=2) + "\n", replace=True)
+    return ring.key_ids
+
+
+def _write_owner_only(path: Path, text: str, replace: bool) -> None:
+    """Write ``text`` beside ``path`` with mode 0600 from the start, then move it there
+    (over an existing file only when ``replace``)."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             os.fchmod(out.fileno(), 0o600)
             out.write(text)
-        if force:
+        if replace:
             os.replace(temporary, path)
         else:
             os.link(temporary, path)  # fails if the path appeared meanwhile
@@ -73,15 +93,26 @@ def generate_key_file(path: Path, key_id: str, force: bool = False, example: boo
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    return key_id
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
-    prefix = "example" if args.example else "key"
-    key_id = args.key_id or f"{prefix}-{datetime.now(UTC):%Y%m%d}"
-    generate_key_file(args.path, key_id, force=args.force, example=args.example)
+    example = getattr(args, "example", False)
+    key_id = args.key_id or f"{'example' if example else 'key'}-{datetime.now(UTC):%Y%m%d}"
+    if args.action == "rotate":
+        key_ids = rotate_key_file(args.path, key_id)
+        print(
+            f"rotated key ring {args.path}: new active key {key_id}; still accepted for "
+            f"lookups: {', '.join(key_ids[1:])}"
+        )
+        print(
+            "every agency needs the new ring before its tokens are published; retire old "
+            "keys once nothing needs to match their tokens",
+            file=sys.stderr,
+        )
+        return 0
+    generate_key_file(args.path, key_id, force=args.force, example=example)
     print(f"wrote key ring {args.path} (key id {key_id}, mode 600)")
-    if args.example:
+    if example:
         print("this is an EXAMPLE key: do not use it for real identifiers", file=sys.stderr)
     else:
         print(
@@ -213,6 +244,11 @@ def add_integrator_parsers(sub: Any) -> None:
         action="store_true",
         help="mark the key as an example (id example-<date>, a note in the file)",
     )
+    rotate = keys_sub.add_parser(
+        "rotate", help="add a new active key to a key-ring file, keeping the others for lookups"
+    )
+    rotate.add_argument("path", type=Path, help="key file to rotate (rewritten, mode 600)")
+    rotate.add_argument("--key-id", help="id of the new key (default key-<UTC date>)")
     keys.set_defaults(handler=cmd_keys)
 
     pseudonymise = sub.add_parser(

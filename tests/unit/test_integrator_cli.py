@@ -260,3 +260,19 @@ def test_every_xborder_command_in_the_integration_guide_parses() -> None:
     assert {c[1] for c in commands} >= {"keys", "pseudonymise", "publish", "schemas", "status"}
     for command in commands:
         assert build_parser().parse_args(command[1:]).handler is not None, command
+
+
+def test_keys_rotate_adds_an_active_key_and_keeps_the_old_one_for_lookups(
+    key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = KeyRing.from_file(key_file)
+    status, out, err = _run(capsys, "keys", "rotate", str(key_file), "--key-id", "k-next")
+    assert status == 0 and "k-next" in out and old.active_key_id in out
+    ring = KeyRing.from_file(key_file)
+    assert ring.key_ids == ("k-next", old.active_key_id)
+    assert ring.secret(old.active_key_id) == old.secret(old.active_key_id)
+    assert ring.secret("k-next").hex() not in out + err
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert "EXAMPLE" in json.loads(key_file.read_text())["note"]
+    status, _, err = _run(capsys, "keys", "rotate", str(key_file), "--key-id", "k-next")
+    assert status == 2 and "already in use" in err
