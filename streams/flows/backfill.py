@@ -45,7 +45,7 @@ from kafka.structs import OffsetAndMetadata
 from streams.correlation.blocking import blocking_keys
 from streams.correlation.engine import Correlator, CorrelatorConfig
 from streams.correlation.model import IncidentView, Ref, from_wire, to_wire, view_from_event
-from streams.flows.correlate import INCIDENT_VIEW_RECORDS, encode_links
+from streams.flows.correlate import INCIDENT_VIEW_RECORDS, MAX_PACKED_BYTES, encode_links
 from xborder.codec import AvroCodec
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
 from xborder.geo import Jurisdictions
@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 CHUNK = 2_000
 """Views the backfill correlator takes per call (its watermark moves between calls)."""
 POLL_MS = 1_000
+SIDES = ("incident_a", "incident_b")
 
 
 def backfill_group_id(settings: Settings) -> str:
@@ -247,6 +248,48 @@ def correlate(
     return kept, wires
 
 
+def links_messages(
+    codec: AvroCodec,
+    correlations: Sequence[dict[str, Any]],
+    wires: dict[Ref, list[Any]],
+    max_bytes: int = MAX_PACKED_BYTES,
+) -> list[bytes]:
+    """The case stage's links messages for backfilled correlations, without a watermark
+    (the case stage's own follows the live stages). The correlations of one future case
+    (incidents connected by them) go in one message where they fit: the case stage may
+    evict a case older than its window after any message, and a case cut in two would
+    then become two cases."""
+    parent: dict[Ref, Ref] = {}
+
+    def root(ref: Ref) -> Ref:
+        while parent.setdefault(ref, ref) != ref:
+            parent[ref] = parent[parent[ref]]
+            ref = parent[ref]
+        return ref
+
+    for record in correlations:
+        a, b = (root((record[s]["agency"], record[s]["incident_id"])) for s in SIDES)
+        parent[a] = b
+    groups: dict[Ref, list[dict[str, Any]]] = {}
+    for record in correlations:
+        groups.setdefault(
+            root((record["incident_a"]["agency"], record["incident_a"]["incident_id"])), []
+        ).append(record)
+    messages: list[bytes] = []
+    pack: list[dict[str, Any]] = []
+    size = 0
+    for group in groups.values():
+        grows = sum(len(m) for m in encode_links(codec, {}, group, wires, max_bytes))
+        if pack and size + grows > max_bytes:
+            messages += encode_links(codec, {}, pack, wires, max_bytes)
+            pack, size = [], 0
+        pack += group
+        size += grows
+    if pack:
+        messages += encode_links(codec, {}, pack, wires, max_bytes)
+    return messages
+
+
 def send(
     settings: Settings,
     names: Topics,
@@ -271,8 +314,7 @@ def send(
             )
             for record in correlations
         ]
-        # no watermark: the case stage's own watermark still follows the live stages
-        for payload in encode_links(codec, {}, correlations, wires):
+        for payload in links_messages(codec, correlations, wires):
             futures.append(producer.send(names.links, value=payload, partition=0))
         timeout = settings.kafka.request_timeout_ms / 1000
         for future in futures:

@@ -12,8 +12,8 @@ import orjson
 from streams.correlation.engine import Correlator, CorrelatorConfig
 from streams.correlation.model import IncidentView
 from streams.correlation.patterns import PatternConfig
-from streams.flows.backfill import correlate
-from streams.flows.correlate import Router, decode_blocks
+from streams.flows.backfill import correlate, links_messages
+from streams.flows.correlate import Router, decode_blocks, decode_links
 from tests.unit.test_correlation_support import (
     AGENCIES,
     ANGIANG_DEEP,
@@ -24,6 +24,7 @@ from tests.unit.test_correlation_support import (
     T0,
     TOKEN_P,
     TOKEN_V,
+    codec,
     jurisdictions,
     view,
 )
@@ -146,3 +147,30 @@ def test_the_status_table_names_groups_lag_dead_letters_and_late_events() -> Non
         "bootstrap_servers": "127.0.0.1:19092",
         "brokers": 1,
     }
+
+
+def test_backfilled_links_keep_each_future_case_in_one_message() -> None:
+    # two future cases: CT-1/AG-1 (a vehicle), and CT-2/AG-2/AG-3 (a phone)
+    views = [
+        view("cantho", "CT-1", at=CANTHO_DEEP, t=T0, tokens=(V,)),
+        view("angiang", "AG-1", at=ANGIANG_DEEP, t=T0 + HOUR, tokens=(V,)),
+        view("cantho", "CT-2", at=CANTHO_DEEP, t=T0 + 2 * HOUR, tokens=(P,)),
+        view("angiang", "AG-2", at=ANGIANG_DEEP, t=T0 + 3 * HOUR, tokens=(P,)),
+        view("angiang", "AG-3", at=ANGIANG_DEEP, t=T0 + 4 * HOUR, tokens=(P,)),
+    ]
+    config = replace(CONFIG, window_ms=72 * HOUR)
+    records, wires = correlate(config, views, {v.ref for v in views})
+    assert len(records) == 3
+    # a limit between the size of the larger case and that of both together
+    (one_case,) = links_messages(codec(), records[1:], wires)
+    (both,) = links_messages(codec(), records, wires)
+    messages = links_messages(codec(), records, wires, (len(one_case) + len(both)) // 2)
+    placed = {}
+    for n, message in enumerate(messages):
+        watermarks, decoded, _ = decode_links(codec(), message)
+        assert watermarks == {}  # the case stage's watermark is left to the live stages
+        for record in decoded:
+            placed[record["correlation_id"]] = n
+    assert len(messages) == 2 and len(placed) == 3
+    by_message = Counter(placed.values())
+    assert sorted(by_message.values()) == [1, 2]
