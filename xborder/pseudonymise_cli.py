@@ -1,7 +1,6 @@
 """``xborder pseudonymise``: events with raw identifiers in, events with tokens out.
 
-Each input line is one event (JSON) whose ``subjects`` carry raw identifiers, one
-identifier per entry::
+Each input line is one event (JSON) whose ``subjects`` carry raw identifiers::
 
     {"kind": "VEHICLE", "raw": "65B1-234.56", "role": "SUSPECT"}
     {"kind": "PHONE", "raw": "0912 345 678", "role": "SUSPECT"}
