@@ -11,6 +11,9 @@ SELECT`` over it that maps fields to columns, as :mod:`sinks.rows` does in Pytho
 - the structure names only the top-level fields the SELECT reads (ClickHouse skips the
   others); nested records are Tuples of all their fields, arrays of records Arrays of
   Tuples, enums Strings, ``uuid`` UUIDs and ``timestamp-millis`` DateTime64(3);
+- ``incidents.placement``, and the administrative unit of an event that names none, are
+  selected as NULL: the table's defaults compute them from the configured polygons, as for
+  the rows of :mod:`sinks.rows`;
 - rows that record where the event was first published (incidents) take it from three
   fields appended to the writer schema: an Avro record is the concatenation of its
   fields, so a body followed by their encodings is a record of the extended schema.
@@ -53,14 +56,19 @@ class TableSelect:
 _POSITION = " ".join(POSITION_FIELDS)
 
 
+_NO_UNIT = "location.admin_unit_code = '' AND location.admin_unit_name = ''"
+"""The event names no administrative unit: the table's default derives it."""
+
+
 def _incidents(event_type: str) -> TableSelect:
     return TableSelect(
         "incidents",
         "event_id agency incident_id occurred_at reported_at location category severity"
         f" subjects modus_operandi narrative source_system {_POSITION}",
         f"event_id, agency, incident_id, '{event_type}', occurred_at, reported_at,"
-        " location.lat, location.lon, location.admin_unit_code, location.admin_unit_name,"
-        " location.address, category, severity, arrayMap(s -> s.kind, subjects),"
+        f" location.lat, location.lon, if({_NO_UNIT}, NULL, location.admin_unit_code),"
+        f" if({_NO_UNIT}, NULL, location.admin_unit_name), NULL, location.address, category,"
+        " severity, arrayMap(s -> s.kind, subjects),"
         " arrayMap(s -> s.role, subjects), arrayMap(s -> s.token, subjects), modus_operandi,"
         " narrative, source_system, " + ", ".join(POSITION_FIELDS),
     )

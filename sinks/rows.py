@@ -29,6 +29,7 @@ INCIDENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("lon", "Float64"),
     ("admin_unit_code", "String"),
     ("admin_unit_name", "String"),
+    ("placement", "LowCardinality(String)"),
     ("address", "Nullable(String)"),
     ("category", "LowCardinality(String)"),
     ("severity", "LowCardinality(String)"),
@@ -75,9 +76,16 @@ def closure_row(value: dict[str, Any], topic: str, partition: int, offset: int) 
 def incident_row(
     record_name: str, value: dict[str, Any], topic: str, partition: int, offset: int
 ) -> list[Any]:
-    """One ``incidents`` row from a decoded incident event, in INCIDENT_COLUMNS order."""
+    """One ``incidents`` row from a decoded incident event, in INCIDENT_COLUMNS order.
+
+    ``placement``, and the administrative unit of an event that names none, are NULL:
+    ClickHouse stores the columns' defaults instead, computed from the configured polygons
+    (:func:`xborder.clickhouse.apply_jurisdictions`)."""
     location = value["location"]
     subjects = value.get("subjects", [])
+    code, name = location.get("admin_unit_code", ""), location.get("admin_unit_name", "")
+    if not code and not name:
+        code = name = None
     return [
         value["event_id"],
         value["agency"],
@@ -87,8 +95,9 @@ def incident_row(
         value["reported_at"] / 1000,
         location["lat"],
         location["lon"],
-        location["admin_unit_code"],
-        location["admin_unit_name"],
+        code,
+        name,
+        None,
         location.get("address"),
         value["category"],
         value["severity"],

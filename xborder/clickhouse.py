@@ -7,6 +7,7 @@ Migrations are idempotent and recorded in ``schema_migrations``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.errors import ConfigurationError, ServiceUnavailableError
 from xborder.settings import Settings
 
@@ -506,7 +508,71 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        9,
+        "incidents.placement: where the location lies with respect to the jurisdictions",
+        (
+            """
+            ALTER TABLE incidents
+                ADD COLUMN IF NOT EXISTS placement LowCardinality(String) DEFAULT ''
+                AFTER admin_unit_name
+            """,
+        ),
+    ),
 )
+
+PLACED_COLUMNS = {
+    "placement": "LowCardinality(String)",
+    "admin_unit_code": "String",
+    "admin_unit_name": "String",
+}
+"""incidents columns whose DEFAULT ClickHouse computes from the configured polygons: the
+sink sends NULL for them (``placement`` always, the unit when the event names none) and
+ClickHouse fills in the default (``input_format_null_as_default``, ``insert_null_as_default``)."""
+
+
+def apply_jurisdictions(client: Client, agencies: AgenciesConfig) -> bool:
+    """Make the defaults of ``PLACED_COLUMNS`` follow ``agencies``' jurisdictions file:
+    ``placement`` as :meth:`xborder.geo.Jurisdictions.placement` (empty without a
+    jurisdictions file), the administrative unit as the unit polygon containing the point
+    (empty where none does). A column comment holds a digest of the expressions, so an
+    unchanged config alters nothing; returns whether the defaults changed. Rows already
+    written keep what they have."""
+    from xborder.geo import admin_unit_sql, placement_sql, read_jurisdictions
+
+    areas = (
+        []
+        if agencies.jurisdictions is None
+        else read_jurisdictions(agencies.jurisdictions, agencies.ids, agencies.region)
+    )
+    defaults = {
+        "placement": placement_sql(areas) if areas else "''",
+        "admin_unit_code": admin_unit_sql(areas, "code"),
+        "admin_unit_name": admin_unit_sql(areas, "name"),
+    }
+    digest = hashlib.sha256(repr(sorted(defaults.items())).encode()).hexdigest()[:16]
+    comments = {
+        "placement": "own, other-jurisdiction:<agency> or outside (empty: no jurisdictions "
+        f"configured when written); jurisdictions {digest}",
+        "admin_unit_code": f"as sent, else from the unit polygons; jurisdictions {digest}",
+        "admin_unit_name": f"as sent, else from the unit polygons; jurisdictions {digest}",
+    }
+    current = client.query(
+        "SELECT name, comment FROM system.columns WHERE database = currentDatabase()"
+        " AND table = 'incidents' AND name IN {names:Array(String)}",
+        parameters={"names": list(PLACED_COLUMNS)},
+    ).result_rows
+    if {name: comment for name, comment in current} == comments:
+        return False
+    client.command(
+        "ALTER TABLE incidents "
+        + ", ".join(
+            f"MODIFY COLUMN `{name}` {kind} DEFAULT {defaults[name]} COMMENT '{comments[name]}'"
+            for name, kind in PLACED_COLUMNS.items()
+        )
+    )
+    logger.info("incidents placement and administrative unit defaults follow %s", digest)
+    return True
 
 
 def _server_client(url: str, database: str) -> Client:
@@ -564,6 +630,7 @@ def get_client(settings: Settings) -> Client:
         _server_client(url, settings.clickhouse.database) if url else _embedded_client(settings)
     )
     migrate(client)
+    apply_jurisdictions(client, load_agencies(settings.agencies_config))
     return client
 
 

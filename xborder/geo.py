@@ -93,6 +93,21 @@ class Placement(NamedTuple):
 
 OUTSIDE = Placement(None, False, None)
 
+PLACEMENT_OWN = "own"
+"""An agency's event located in that agency's jurisdiction."""
+PLACEMENT_OTHER = "other-jurisdiction:"
+"""Prefix of the placement of an event located only in another agency's jurisdiction; the
+other agency's id follows."""
+PLACEMENT_OUTSIDE = "outside"
+"""An event located outside every configured jurisdiction."""
+
+
+class AdminUnit(NamedTuple):
+    """An administrative unit (ward or commune) as the jurisdictions file names it."""
+
+    code: str
+    name: str
+
 
 @dataclass(frozen=True)
 class Area:
@@ -100,6 +115,8 @@ class Area:
 
     agency_id: str
     rings: tuple[Ring, ...]
+    unit: AdminUnit | None = None
+    """The administrative unit this polygon is, when its feature names one."""
 
 
 def read_jurisdictions(
@@ -159,6 +176,7 @@ def _read_feature(
             f"(known: {', '.join(known)}); fix properties.agency or add the agency"
         )
     where = f"{where} ({agency})"
+    unit = _read_unit(where, props or {})
     geometry = feature.get("geometry")
     kind = geometry.get("type") if isinstance(geometry, dict) else None
     coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
@@ -178,8 +196,21 @@ def _read_feature(
             _read_ring(f"{where} polygon {p} ring {r}", ring, region)
             for r, ring in enumerate(polygon)
         )
-        areas.append(Area(agency, rings))
+        areas.append(Area(agency, rings, unit))
     return areas
+
+
+def _read_unit(where: str, props: dict[str, Any]) -> AdminUnit | None:
+    """The optional ``admin_unit_code`` and ``admin_unit_name`` properties of a feature."""
+    code, name = props.get("admin_unit_code"), props.get("admin_unit_name")
+    if code is None and name is None:
+        return None
+    if not (isinstance(code, str) and code.strip() and isinstance(name, str) and name.strip()):
+        raise ConfigurationError(
+            f"{where}: an administrative unit needs both 'admin_unit_code' and "
+            f"'admin_unit_name' as non-empty strings, got {code!r} and {name!r}"
+        )
+    return AdminUnit(code, name)
 
 
 def _read_ring(where: str, ring: Any, region: Region | None) -> Ring:
@@ -420,6 +451,29 @@ class Jurisdictions:
         d = math.sqrt(min(_segment_d2(x, y, edge) for chunk in chunks for edge in chunk[4]))
         return Placement(found[0], d <= self.border_zone_km, d)
 
+    def placement(self, agency: str, lat: float, lon: float) -> str:
+        """Where an event of ``agency`` lies: ``own`` inside the agency's jurisdiction (an
+        overlap with another's included), ``other-jurisdiction:<id>`` inside another agency's
+        only (the first listed), ``outside`` in none. ``placement_sql`` is the same rule in
+        ClickHouse."""
+        found = self.locate(lat, lon).agency_id
+        if found is None:
+            return PLACEMENT_OUTSIDE
+        if found == agency or any(
+            area.agency_id == agency and _inside(lon, lat, self._raw[n])
+            for n, area in enumerate(self.areas)
+        ):
+            return PLACEMENT_OWN
+        return PLACEMENT_OTHER + found
+
+    def admin_unit(self, lat: float, lon: float) -> AdminUnit | None:
+        """The administrative unit whose polygon contains the point (the first listed), None
+        when no polygon naming a unit does."""
+        for n, area in enumerate(self.areas):
+            if area.unit is not None and _inside(lon, lat, self._raw[n]):
+                return area.unit
+        return None
+
     def cell_kinds(self) -> dict[str, int]:
         """How many grid cells answer by lookup (fixed), by distance only (pure) or need a
         point-in-polygon test (crossed): a health figure for the benchmark and the logs."""
@@ -529,6 +583,59 @@ class Jurisdictions:
                     else:
                         cells.append(_Pure(agency, cx, cy, found, zone))
         return cells
+
+
+def placement_sql(
+    areas: Sequence[Area], agency: str = "agency", lon: str = "lon", lat: str = "lat"
+) -> str:
+    """A ClickHouse expression of ``Jurisdictions.placement`` over columns (or expressions)
+    ``agency``, ``lon`` and ``lat``, the polygons as constants (``pointInPolygon`` indexes a
+    constant polygon once per query). A point on an edge may fall either way, in Python and
+    in ClickHouse alike."""
+    agencies = list(dict.fromkeys(area.agency_id for area in areas))
+    inside = {a: _inside_sql([x for x in areas if x.agency_id == a], lon, lat) for a in agencies}
+    own = " OR ".join(f"({agency} = {_sql_text(a)} AND {inside[a]})" for a in agencies)
+    cases = [(own, PLACEMENT_OWN)] if agencies else []
+    cases += [(inside[a], PLACEMENT_OTHER + a) for a in agencies]
+    return _cases_sql(cases, PLACEMENT_OUTSIDE)
+
+
+def admin_unit_sql(areas: Sequence[Area], part: str, lon: str = "lon", lat: str = "lat") -> str:
+    """A ClickHouse expression of the ``code`` or ``name`` of ``Jurisdictions.admin_unit``;
+    an empty string where no unit polygon contains the point (or none is configured)."""
+    cases = [
+        (_inside_sql([area], lon, lat), getattr(area.unit, part))
+        for area in areas
+        if area.unit is not None
+    ]
+    return _cases_sql(cases, "")
+
+
+def _cases_sql(cases: Sequence[tuple[str, str]], otherwise: str) -> str:
+    if not cases:
+        return _sql_text(otherwise)
+    arms = ", ".join(f"{condition}, {_sql_text(value)}" for condition, value in cases)
+    return (
+        f"multiIf({arms}, {_sql_text(otherwise)})"
+        if len(cases) > 1
+        else f"if({arms}, {_sql_text(otherwise)})"
+    )
+
+
+def _inside_sql(areas: Sequence[Area], lon: str, lat: str) -> str:
+    tests = [
+        f"pointInPolygon(({lon}, {lat}), "
+        + ", ".join(
+            "[" + ", ".join(f"({x!r}, {y!r})" for x, y in ring) + "]" for ring in area.rings
+        )
+        + ")"
+        for area in areas
+    ]
+    return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def jurisdictions_for(config: AgenciesConfig) -> Jurisdictions:

@@ -23,6 +23,7 @@ from kafka.errors import KafkaError
 from xborder.agencies import AgenciesConfig
 from xborder.codec import AvroCodec
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
+from xborder.geo import PLACEMENT_OTHER, PLACEMENT_OUTSIDE, PLACEMENT_OWN, jurisdictions_for
 from xborder.kafka_admin import missing_topics
 from xborder.settings import Settings
 from xborder.topics import Topics
@@ -45,6 +46,16 @@ class EventEncoder:
         self.agency_id = agency_id
         self.codec = codec
         self.rules = EventRules.from_settings(settings.contract, agencies.region)
+        self.jurisdictions = None if agencies.jurisdictions is None else jurisdictions_for(agencies)
+
+    def placement(self, event: dict[str, Any]) -> str | None:
+        """Where the event's location lies (``own``, ``other-jurisdiction:<agency>``,
+        ``outside``; :meth:`xborder.geo.Jurisdictions.placement`), as the sink will store it;
+        None without configured jurisdictions."""
+        location = event.get("location")
+        if self.jurisdictions is None or not isinstance(location, dict):
+            return None
+        return self.jurisdictions.placement(self.agency_id, location["lat"], location["lon"])
 
     def encode(
         self,
@@ -61,6 +72,22 @@ class EventEncoder:
             )
         prepared = self.codec.from_json(record_name, event)
         self.rules.check_incident(prepared, now or datetime.now(UTC))
+        placement = self.placement(prepared)
+        if placement not in (None, PLACEMENT_OWN):
+            # accepted, and stored with its placement for analysts to see: tell the integrator
+            logger.warning(
+                "%s %s: location (%s, %s) is %s, not in %s's jurisdiction; the event is "
+                "accepted and stored with placement %r: check the coordinates",
+                record_name,
+                prepared.get("incident_id"),
+                prepared["location"]["lat"],
+                prepared["location"]["lon"],
+                "outside every configured jurisdiction"
+                if placement == PLACEMENT_OUTSIDE
+                else "in the jurisdiction of " + str(placement).removeprefix(PLACEMENT_OTHER),
+                self.agency_id,
+                placement,
+            )
         payload = self.codec.encode(record_name, prepared)
         if len(payload) > self.rules.max_bytes:
             raise InvalidRecordError(
