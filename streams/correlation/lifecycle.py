@@ -697,25 +697,28 @@ class CaseLifecycle:
     def due_escalations(self, now_ms: int) -> list[Emit]:
         """VERIFICATION_OVERDUE alerts due at ``now_ms`` and not yet issued: the n-th of a
         wait is due ``verification_timeout_ms + (n - 1) * escalation_interval_ms`` after the
-        wait started. Records them, so each is issued once."""
+        wait started. Records them, so each is issued once. When several fell due since the
+        last tick (the worker was down, or the case is old: a backfill, a replayed
+        history), only the newest is issued: one alert per case says it is overdue, not
+        one per missed interval."""
         cfg, out = self.config, []
         for case_id in sorted(self._cases):
             case = self._cases[case_id]
             if case.waiting_since is None or case.status not in _WAITING:
                 continue
-            while True:
-                due = (
-                    case.waiting_since
-                    + cfg.verification_timeout_ms
-                    + case.period_escalations * cfg.escalation_interval_ms
-                )
-                if due > now_ms:
-                    break
-                case.escalations += 1
-                case.period_escalations += 1
-                alert = self._escalation(case, due)
-                case.note(due, "escalated", number=case.escalations, alert_id=alert["identifier"])
-                out.append(Emit("Alert", case_id, alert))
+            first_due = case.waiting_since + cfg.verification_timeout_ms
+            if first_due > now_ms:
+                continue
+            # escalations due by now in this wait: 1 at first_due, one more per interval
+            due_count = 1 + (now_ms - first_due) // max(cfg.escalation_interval_ms, 1)
+            if due_count <= case.period_escalations:
+                continue
+            case.period_escalations = due_count
+            case.escalations += 1
+            due = first_due + (due_count - 1) * cfg.escalation_interval_ms
+            alert = self._escalation(case, due)
+            case.note(due, "escalated", number=case.escalations, alert_id=alert["identifier"])
+            out.append(Emit("Alert", case_id, alert))
         return out
 
     # -- transitions ----------------------------------------------------------------------

@@ -648,12 +648,22 @@ def test_escalations_fall_due_after_the_timeout_and_repeat_at_the_interval() -> 
     assert alert["target_agencies"] == ["angiang", "cantho"]
     assert machine.due_escalations(T0 + 30 * HOUR - 1) == []
     machine.apply_verdict(verdict("angiang", CASE), "angiang")
-    # a late call catches up: each missed escalation once, each with its own due time
-    late = machine.due_escalations(T0 + 42 * HOUR)
-    assert [e.value["sent"] for e in late] == [T0 + 30 * HOUR, T0 + 36 * HOUR, T0 + 42 * HOUR]
+    # a late call catches up with one alert, the newest due (not one per missed interval:
+    # a worker down for a day, or an old case, must not flood the alert topics)
+    late = machine.due_escalations(T0 + 43 * HOUR)
+    assert [e.value["sent"] for e in late] == [T0 + 42 * HOUR]
     assert "awaiting cantho" in late[0].value["headline"]
+    assert machine.due_escalations(T0 + 48 * HOUR - 1) == []
+    assert [e.value["sent"] for e in machine.due_escalations(T0 + 48 * HOUR)] == [T0 + 48 * HOUR]
     view = machine.case_view(CASE)
-    assert view is not None and view["escalations"] == 4
+    assert view is not None and view["escalations"] == 3
+
+
+def test_an_old_case_raises_one_escalation_not_one_per_missed_interval() -> None:
+    machine, _ = opened((A1, C1), config=CFG)
+    (only,) = machine.due_escalations(T0 + 365 * 24 * HOUR)
+    assert only.value["identifier"] == stable_id("alert", "VERIFICATION_OVERDUE", CASE, "1")
+    assert machine.due_escalations(T0 + 365 * 24 * HOUR + HOUR) == []
 
 
 def test_agreement_stops_the_timer_and_a_reopening_starts_a_new_wait() -> None:
@@ -676,7 +686,7 @@ def test_a_dispute_is_still_overdue() -> None:
 
 def test_a_restart_neither_repeats_nor_skips_an_escalation() -> None:
     machine, _ = opened((A1, C1), config=CFG)
-    issued = machine.due_escalations(T0 + 30 * HOUR)
+    issued = machine.due_escalations(T0 + 24 * HOUR) + machine.due_escalations(T0 + 30 * HOUR)
     restarted = CaseLifecycle.restore(json.loads(json.dumps(machine.snapshot())), CFG)
     assert restarted.due_escalations(T0 + 30 * HOUR) == []  # not repeated
     nxt = restarted.due_escalations(T0 + 36 * HOUR)
