@@ -89,7 +89,7 @@ class WriterSchemas:
             found = self._by_fingerprint.get(fingerprint)
             if found is not None:
                 return found
-            schema = self.codec.store.by_fingerprint(fingerprint)
+            schema = self.codec.writer_by_fingerprint(fingerprint)  # schemas/, schema topic
             if schema is not None:
                 found = self._writer(schema, SINGLE_OBJECT_HEADER_LEN)
                 self._by_fingerprint[fingerprint] = found

@@ -2,15 +2,17 @@
 
 Default wire format: Avro single-object encoding (magic ``C3 01``, the writer schema's
 8-byte CRC-64-AVRO fingerprint, the body). The decoder finds the writer schema by
-fingerprint among the current and released schemas and resolves it to the current
-reader schema of the same record.
+fingerprint among the current and released schemas, then among the schemas producers
+published on the schema topic (:mod:`xborder.schema_topic`), and resolves it to the
+current reader schema of the same record by Avro's rules (an unknown enum symbol reads
+as the enum's default, a field the reader lacks is skipped).
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import fastavro
 
@@ -31,11 +33,31 @@ class Decoded:
     writer: StoredSchema
 
 
-class AvroCodec:
-    """Encodes records as single-object Avro and decodes any version the store knows."""
+class WriterLookup(Protocol):
+    """Writer schemas found outside the store (the schema topic), by fingerprint."""
 
-    def __init__(self, store: SchemaStore) -> None:
+    where: str
+    """Where they are looked up, for error messages."""
+
+    def lookup(self, fingerprint: bytes) -> StoredSchema | None: ...
+
+    def close(self) -> None: ...
+
+
+class AvroCodec:
+    """Encodes records as single-object Avro and decodes any version the store knows,
+    or ``published`` (when given) finds."""
+
+    def __init__(self, store: SchemaStore, published: WriterLookup | None = None) -> None:
         self.store = store
+        self.published = published
+
+    def writer_by_fingerprint(self, fingerprint: bytes) -> StoredSchema | None:
+        """The writer schema with this fingerprint: the store's, else a published one."""
+        found = self.store.by_fingerprint(fingerprint)
+        if found is None and self.published is not None:
+            found = self.published.lookup(fingerprint)
+        return found
 
     def from_json(self, record_name: str, document: dict[str, Any]) -> dict[str, Any]:
         """Convert a plain-JSON event (ISO timestamps, untagged unions) to an Avro datum.
@@ -64,11 +86,15 @@ class AvroCodec:
                 "message is not Avro single-object encoded (no C3 01 header)",
                 reason="undecodable",
             )
-        writer = self.store.by_fingerprint(data[2:SINGLE_OBJECT_HEADER_LEN])
+        writer = self.writer_by_fingerprint(data[2:SINGLE_OBJECT_HEADER_LEN])
         if writer is None:
+            published = (
+                "" if self.published is None else f" nor published on {self.published.where}"
+            )
             raise InvalidRecordError(
-                f"unknown writer schema fingerprint {data[2:10].hex()}: "
-                "not among the current or released schemas",
+                f"unknown writer schema fingerprint {data[2:10].hex()}: not among the "
+                f"current or released schemas{published}; the producer publishes its "
+                "schema first ('xborder schemas publish FILE.avsc')",
                 reason="unknown-schema",
             )
         reader = self.store.current(writer.full_name)

@@ -273,3 +273,6 @@ def add_integrator_parsers(sub: Any) -> None:
     )
     export.add_argument("directory", type=Path, help="output directory (created if missing)")
     schemas.set_defaults(handler=cmd_schemas)
+    from xborder.schema_topic import add_publish_parser
+
+    add_publish_parser(schemas_sub)

@@ -25,6 +25,7 @@ from xborder.codec import AvroCodec
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
 from xborder.geo import PLACEMENT_OTHER, PLACEMENT_OUTSIDE, PLACEMENT_OWN, jurisdictions_for
 from xborder.kafka_admin import missing_topics
+from xborder.schema_topic import publish_own_schemas
 from xborder.settings import Settings
 from xborder.topics import Topics
 from xborder.validation import EventRules
@@ -127,6 +128,7 @@ class IncidentPublisher:
             delivery_timeout_ms=DELIVERY_TIMEOUTS * request_ms + LINGER_MS,
             max_block_ms=2 * request_ms,
         )
+        publish_own_schemas(settings, codec, self._producer)  # once per process
 
     def encode(self, event: dict[str, Any], record_name: str = "IncidentReported") -> bytes:
         """Validate and encode one event (see :meth:`EventEncoder.encode`)."""

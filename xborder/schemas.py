@@ -156,6 +156,32 @@ def _load_dir(directory: Path, current: bool) -> list[StoredSchema]:
     return stored
 
 
+def writer_schema(document: Any, source: Path) -> StoredSchema:
+    """A self-contained schema document of another producer (a newer or older version of
+    one of our records) as a writer schema, not part of any store.
+
+    Raises ValueError naming the problem when the document is not a valid,
+    self-contained named Avro schema.
+    """
+    if not isinstance(document, dict) or document.get("type") not in NAMED_KINDS:
+        raise ValueError("not a named Avro record schema")
+    try:
+        parsed = fastavro.parse_schema(document)
+        plain = fastavro.parse_schema(without_logical_types(document))
+        canonical = to_parsing_canonical_form(parsed)
+    except (TypeError, KeyError, AttributeError, fastavro.schema.SchemaParseException) as exc:
+        raise ValueError(f"invalid Avro schema: {type(exc).__name__}: {exc}") from exc
+    return StoredSchema(
+        full_name=_full_name(str(document["name"]), document.get("namespace")),
+        fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
+        parsed=parsed,
+        plain=plain,
+        canonical=canonical,
+        source=source,
+        current=False,
+    )
+
+
 class SchemaStore:
     """All schemas of a directory and its ``history/`` subdirectories, parsed once."""
 

@@ -94,6 +94,12 @@ class Topics:
         IncidentRelease with its audience, CaseConclusion), keyed by case id."""
         return f"{self.prefix}verification"
 
+    @property
+    def schemas(self) -> str:
+        """Writer schemas producers publish (compacted, one partition): key the hex of the
+        schema's CRC-64-AVRO fingerprint in wire order, value its self-contained JSON."""
+        return f"{self.prefix}schemas"
+
     def sunk(self) -> list[str]:
         """What the ClickHouse sink consumes."""
         return [
@@ -134,8 +140,11 @@ def ensure_project_topics(settings: Settings, topics: Topics) -> list[str]:
 
     created = ensure_topics(settings, topics.all_incidents, configs=INCIDENT_TOPIC_CONFIGS)
     created += ensure_topics(settings, topics.created_by_project())
+    created += ensure_topics(settings, [topics.schemas], partitions=1, configs=SCHEMA_TOPIC_CONFIGS)
     return created + ensure_topics(settings, topics.single_partition(), partitions=1)
 
 
 INCIDENT_TOPIC_CONFIGS = {"message.timestamp.type": "LogAppendTime"}
 """Topic configs of ``incidents.<agency>`` (see :func:`ensure_project_topics`)."""
+SCHEMA_TOPIC_CONFIGS = {"cleanup.policy": "compact"}
+"""Topic configs of ``schemas``: one record per fingerprint is kept for ever."""

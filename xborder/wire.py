@@ -4,14 +4,16 @@ Encoding follows the configuration: Avro single-object encoding without a schema
 registry, the Confluent framing (magic ``0``, 4-byte schema id) with one. Decoding
 accepts both whatever is configured, telling them apart by the first byte (``C3`` then
 ``01`` for single-object, ``00`` for Confluent), and resolves the writer schema to the
-current reader schema of the same record in both cases.
+current reader schema of the same record in both cases. A single-object fingerprint
+outside ``schemas/`` is looked up on the schema topic, where producers publish their
+writer schemas (:mod:`xborder.schema_topic`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from xborder.codec import SINGLE_OBJECT_MAGIC, AvroCodec, Decoded
+from xborder.codec import SINGLE_OBJECT_MAGIC, AvroCodec, Decoded, WriterLookup
 from xborder.errors import InvalidRecordError
 from xborder.registry import (
     CONFLUENT_MAGIC,
@@ -42,14 +44,23 @@ class WireCodec(AvroCodec):
     ``decode`` keep their signatures and errors.
     """
 
-    def __init__(self, store: SchemaStore, registry: SchemaRegistry | None = None) -> None:
-        super().__init__(store)
+    def __init__(
+        self,
+        store: SchemaStore,
+        registry: SchemaRegistry | None = None,
+        published: WriterLookup | None = None,
+    ) -> None:
+        super().__init__(store, published)
         self.registry = registry
 
     @classmethod
-    def create(cls, store: SchemaStore, registry_url: str | None) -> WireCodec:
-        """The codec for a deployment: Confluent framing when ``registry_url`` is set."""
-        return cls(store, SchemaRegistry(registry_url, store) if registry_url else None)
+    def create(
+        cls, store: SchemaStore, registry_url: str | None, published: WriterLookup | None = None
+    ) -> WireCodec:
+        """The codec for a deployment: Confluent framing when ``registry_url`` is set;
+        ``published`` resolves single-object fingerprints the store does not know."""
+        registry = SchemaRegistry(registry_url, store) if registry_url else None
+        return cls(store, registry, published)
 
     @property
     def wire_format(self) -> WireFormat:
@@ -99,11 +110,18 @@ class WireCodec(AvroCodec):
         return Decoded(record_name=writer.full_name, value=value, writer=writer)
 
     def close(self) -> None:
-        """Release the registry client's connections, if any."""
+        """Release the registry client's and the schema topic reader's connections."""
         if self.registry is not None:
             self.registry.close()
+        if self.published is not None:
+            self.published.close()
 
 
 def codec_for(settings: Settings) -> WireCodec:
-    """The codec every process uses: schemas from settings, registry when configured."""
-    return WireCodec.create(SchemaStore(settings.schemas_dir), settings.kafka.schema_registry_url)
+    """The codec every process uses: schemas from settings, registry when configured, the
+    schema topic for writer schemas published by producers (read on the first miss)."""
+    from xborder.schema_topic import PublishedSchemas
+
+    store = SchemaStore(settings.schemas_dir)
+    published = PublishedSchemas.from_settings(settings, store)
+    return WireCodec.create(store, settings.kafka.schema_registry_url, published)
