@@ -8,6 +8,7 @@ paths (Avro containers ClickHouse reads, rows decoded in Python) on the real eng
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,16 @@ def test_the_worker_and_sink_store_every_event_with_its_placement(
                 publisher.publish_batch(e for e, _ in events if e["agency"] == agency)
         pipeline.wait_until_drained(topics, timeout_s=60)
     assert _stored(settings) == {e["incident_id"]: expected for e, expected in events}
+    # the analyst guide's summary query counts them
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "analyst.md").read_text()
+    query = next(q for q in re.findall(r"```sql\n(.*?)```", guide, re.S) if "placement" in q)
+    client = get_client(settings)
+    try:
+        (summary,) = client.query(query).result_rows
+    finally:
+        client.close()
+    assert summary[:4] == (4, 1, 2, 2)
+    assert sorted(summary[4]) == ["angiang", "cantho"]
 
 
 def test_both_sink_paths_store_the_same_placement_and_units(tmp_path: Path) -> None:
