@@ -285,6 +285,28 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wait(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder.wait import NotProcessedError, Stage, wait_until_processed
+
+    shown: dict[str, int] = {}
+
+    def progress(stage: Stage, lag: int) -> None:
+        if args.quiet or shown.get(stage.name) == lag:
+            return
+        shown[stage.name] = lag
+        state = "done" if lag == 0 else f"{lag:,} messages to go"
+        print(f"  {stage.name:20} {state}", file=sys.stderr, flush=True)
+
+    try:
+        wait_until_processed(settings, args.timeout, sink=not args.no_sink, progress=progress)
+    except NotProcessedError as exc:
+        print(f"xborder wait: {exc}", file=sys.stderr)
+        return 1
+    print("processed: everything published before the wait began is through every stage"
+          + ("" if args.no_sink else " and in ClickHouse"))  # fmt: skip
+    return 0
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.settings import to_env
 
@@ -412,6 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_parser(sub)
     add_backfill_parser(sub)
     add_integrator_parsers(sub)
+
+    wait = sub.add_parser(
+        "wait",
+        help="return when everything published so far is processed and in ClickHouse "
+        "(exit 1 when a stage is still behind at the timeout)",
+    )
+    wait.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
+    wait.add_argument("--no-sink", action="store_true", help="do not wait for the sink")
+    wait.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    wait.set_defaults(handler=cmd_wait)
 
     sub.add_parser(
         "settings", help="print the effective settings as XBORDER_* variables"

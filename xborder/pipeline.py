@@ -123,14 +123,21 @@ class Pipeline:
 
         In order: the worker's ingest, its correlation stage, the forwarding of agencies'
         verification inputs, the case stage (whose input the previous stages wrote before
-        committing), then the sink.
+        committing), then the sink: ``xborder wait`` (:mod:`xborder.wait`), which takes the
+        topics from the settings (``topics`` is the same set), while checking that every
+        child is alive.
         """
-        deadline = time.monotonic() + timeout_s
-        self.wait_for_worker(topics, timeout_s)
-        for stage in ([topics.blocks], topics.all_verdicts, [topics.links]):
-            self._wait_for(self.settings.worker.app_id, stage, deadline)
-        if self.with_sink:
-            self._wait_for(self.settings.sink.group_id, topics.sunk(), deadline)
+        from xborder.wait import NotProcessedError, wait_until_processed
+
+        try:
+            wait_until_processed(
+                self.settings,
+                timeout_s,
+                sink=self.with_sink,
+                progress=lambda _stage, _lag: self.check_alive(),
+            )
+        except NotProcessedError as exc:
+            raise ServiceUnavailableError(f"{exc}\n{self.log_tails()}") from exc
 
     def wait_for_worker(self, topics: Topics, timeout_s: float = 120.0) -> None:
         """Wait until the worker has committed every published incident event."""
