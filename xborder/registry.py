@@ -10,10 +10,14 @@ Subjects follow the record-name strategy (subject = the record's full name, for 
 ``xborder.v1.IncidentReported``): the codec encodes by record, not by topic, and one
 record type may travel on several per-agency topics. Registry ids never change, so ids
 are cached both ways for the life of the process; only a cache miss reaches the registry.
+A writer schema registered with schema references (named types in other subjects) is
+fetched with the subject versions it references, which are inlined to make it
+self-contained before it is resolved.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import struct
@@ -27,7 +31,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from xborder.codec import read_body, write_body
 from xborder.errors import ConfigurationError, InvalidRecordError, ServiceUnavailableError
-from xborder.schemas import SchemaStore, StoredSchema, without_logical_types
+from xborder.schemas import SchemaStore, StoredSchema, inline_references, without_logical_types
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -38,6 +42,8 @@ CONFLUENT_MAGIC = 0
 CONFLUENT_HEADER = struct.Struct(">bI")
 """Magic byte, then the schema id as an unsigned 32-bit big-endian integer."""
 CONFLUENT_HEADER_LEN = CONFLUENT_HEADER.size
+MAX_REFERENCES = 100
+"""Schemas one registry schema may reference, directly or not."""
 
 
 def registrable_json(stored: StoredSchema) -> str:
@@ -180,20 +186,25 @@ class SchemaRegistry:
                 f"registry schema id {schema_id} is a {kind} schema; only Avro is read here",
                 reason="unknown-schema",
             )
-        if registered.references:
-            raise InvalidRecordError(
-                f"registry schema id {schema_id} uses schema references, which this codec "
-                "does not resolve; register self-contained schemas",
-                reason="unknown-schema",
-            )
         try:
             document = json.loads(registered.schema_str)
+            if registered.references:
+                referenced = self._referenced(schema_id, registered.references)
+                document = inline_references(document, referenced)
             parsed = fastavro.parse_schema(document)
             plain = fastavro.parse_schema(without_logical_types(document))
             canonical = to_parsing_canonical_form(parsed)
-        except (ValueError, TypeError, fastavro.schema.SchemaParseException) as exc:
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            ConfigurationError,
+            fastavro.schema.SchemaParseException,
+        ) as exc:
+            with_references = " (its schema references resolved)" if registered.references else ""
             raise InvalidRecordError(
-                f"registry schema id {schema_id} is not a valid Avro schema: {exc}",
+                f"registry schema id {schema_id}{with_references} is not a valid Avro "
+                f"schema: {exc}",
                 reason="unknown-schema",
             ) from exc
         fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
@@ -222,6 +233,34 @@ class SchemaRegistry:
             source=Path(f"schema-registry-id-{schema_id}"),
             current=False,
         )
+
+    def _referenced(self, schema_id: int, references: list[Any]) -> list[Any]:
+        """The schema documents ``references`` name, and those they reference in turn,
+        fetched from the registry (each subject version once, at most
+        :data:`MAX_REFERENCES`)."""
+        documents: list[Any] = []
+        seen: set[tuple[str, int]] = set()
+        pending = list(references)
+        while pending:
+            ref = pending.pop()
+            if (ref.subject, ref.version) in seen:
+                continue
+            seen.add((ref.subject, ref.version))
+            if len(seen) > MAX_REFERENCES:
+                raise InvalidRecordError(
+                    f"registry schema id {schema_id} references over {MAX_REFERENCES} "
+                    "schemas; register it with fewer (or self-contained)",
+                    reason="unknown-schema",
+                )
+            found = self._call(
+                functools.partial(self._client.get_version, ref.subject, ref.version),
+                f"fetch {ref.subject} version {ref.version}, referenced as {ref.name} by "
+                f"schema id {schema_id}",
+                missing="bad-id",
+            )
+            documents.append(json.loads(found.schema.schema_str))
+            pending.extend(found.schema.references or [])
+        return documents
 
     def _call(
         self,

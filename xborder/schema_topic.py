@@ -290,7 +290,7 @@ def publish_schemas(
                 producer.close(timeout=10)
         for s in todo:
             _published.add((bootstrap, topic, s.fingerprint))
-            logger.info(
+            logger.debug(
                 "published writer schema %s of %s on %s", s.fingerprint.hex(), s.full_name, topic
             )
     return [s.fingerprint.hex() for s in todo]

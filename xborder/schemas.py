@@ -156,6 +156,18 @@ def _load_dir(directory: Path, current: bool) -> list[StoredSchema]:
     return stored
 
 
+def inline_references(document: Any, referenced: list[Any]) -> Any:
+    """``document`` with the named types it refers to by name replaced by their
+    definitions, taken from the ``referenced`` schema documents (each defined once, later
+    uses by name), so that it is self-contained. Raises ConfigurationError naming a type
+    defined nowhere."""
+    library: dict[str, Any] = {}
+    for other in referenced:
+        _collect_definitions(other, None, library)
+    _collect_definitions(document, None, library)
+    return _inline(document, None, library, set())
+
+
 def writer_schema(document: Any, source: Path) -> StoredSchema:
     """A self-contained schema document of another producer (a newer or older version of
     one of our records) as a writer schema, not part of any store.
