@@ -86,7 +86,9 @@ class AvroCodec:
                 "message is not Avro single-object encoded (no C3 01 header)",
                 reason="undecodable",
             )
-        writer = self.writer_by_fingerprint(data[2:SINGLE_OBJECT_HEADER_LEN])
+        writer = self.store.by_fingerprint(data[2:SINGLE_OBJECT_HEADER_LEN])
+        if writer is None and self.published is not None:  # not in the hot path: a miss
+            writer = self.published.lookup(data[2:SINGLE_OBJECT_HEADER_LEN])
         if writer is None:
             published = (
                 "" if self.published is None else f" nor published on {self.published.where}"
