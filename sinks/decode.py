@@ -89,7 +89,11 @@ class WriterSchemas:
             found = self._by_fingerprint.get(fingerprint)
             if found is not None:
                 return found
-            schema = self.codec.writer_by_fingerprint(fingerprint)  # schemas/, schema topic
+            schema = self.codec.store.by_fingerprint(fingerprint)
+            if schema is None and self.codec.published is not None:
+                # the worker accepted it, so its schema is published: read the schema topic
+                # even when misses come fast (a skipped event would be missing in ClickHouse)
+                schema = self.codec.published.lookup(fingerprint, force=True)
             if schema is not None:
                 found = self._writer(schema, SINGLE_OBJECT_HEADER_LEN)
                 self._by_fingerprint[fingerprint] = found

@@ -39,7 +39,10 @@ class WriterLookup(Protocol):
     where: str
     """Where they are looked up, for error messages."""
 
-    def lookup(self, fingerprint: bytes) -> StoredSchema | None: ...
+    def lookup(self, fingerprint: bytes, force: bool = False) -> StoredSchema | None:
+        """The writer schema with ``fingerprint``, or None; ``force`` reads what was
+        published since the last read even when misses have used up the read budget."""
+        ...
 
     def close(self) -> None: ...
 

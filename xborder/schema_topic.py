@@ -12,7 +12,8 @@ Consumers (the worker's ingest, the sink, every tool built on :func:`xborder.wir
 look a fingerprint up here only when ``schemas/`` does not know it: the topic is read
 from its start on the first miss, then from where it was on later misses, at most
 :data:`REFRESH_BURST` times in a row and then :data:`REFRESH_PER_S` times a second (a
-flood of garbage fingerprints costs a few reads, not one per message). A read is
+flood of garbage fingerprints costs a few reads, not one per message; the sink, which
+sees only events the worker accepted, reads on every miss). A read is
 bounded by :data:`READ_TIMEOUT_S`; a broker that does not answer raises
 ServiceUnavailableError (the message is retried, not dead-lettered). Every record is
 checked before it is used: the fingerprint of the value's Parsing Canonical Form must
@@ -136,19 +137,20 @@ class PublishedSchemas:
             timeout_s=min(READ_TIMEOUT_S, settings.kafka.request_timeout_ms / 1000),
         )
 
-    def lookup(self, fingerprint: bytes) -> StoredSchema | None:
+    def lookup(self, fingerprint: bytes, force: bool = False) -> StoredSchema | None:
         """The published writer schema with ``fingerprint``, or None.
 
         Reads what was published since the last read when the fingerprint is not cached
-        (and the refresh budget allows); raises ServiceUnavailableError when the broker
-        does not answer within the timeout.
+        and the refresh budget allows (always with ``force``: the sink, whose messages the
+        worker accepted); raises ServiceUnavailableError when the broker does not answer
+        within the timeout.
         """
         found = self._found.get(fingerprint)
         if found is not None:
             return found
         with self._lock:
             found = self._found.get(fingerprint)
-            if found is None and self._refreshes.take():
+            if found is None and (self._refreshes.take() or force):
                 self._read_new()
                 found = self._found.get(fingerprint)
         return found

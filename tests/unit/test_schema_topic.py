@@ -29,7 +29,7 @@ class Published:
         self.found = {s.fingerprint: s for s in schemas}
         self.lookups = 0
 
-    def lookup(self, fingerprint: bytes) -> StoredSchema | None:
+    def lookup(self, fingerprint: bytes, force: bool = False) -> StoredSchema | None:
         self.lookups += 1
         return self.found.get(fingerprint)
 
