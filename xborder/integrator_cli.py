@@ -1,9 +1,14 @@
 """Commands for integrators who do not write Python: key files, pseudonymisation, schemas.
 
-- ``xborder keys generate PATH`` writes a new key-ring file (the format
+- ``xborder keys generate [PATH]`` writes a new key-ring file (the format
   :meth:`xborder.pseudonym.KeyRing.from_file` reads), readable by its owner only; it
-  prints the path and the key id, never the secret. ``xborder keys rotate PATH`` adds a
-  new active key and keeps the older ones for lookups.
+  prints the path and the key id, never the secret. ``xborder keys rotate [PATH]`` adds a
+  new active key and keeps the older ones for lookups; ``xborder keys show-ids [PATH]``
+  prints the ids and the worker's ``XBORDER_TOKENIZER__ACCEPTED_KEY_IDS``. PATH defaults
+  to ``XBORDER_KEY_FILE``.
+- ``xborder tokenizer serve`` runs the OPRF tokenisation service
+  (:mod:`xborder.pseudonym.oprf_service`); ``xborder tokenizer add-agency AGENCY`` issues
+  an agency's API token.
 - ``xborder pseudonymise`` turns events with raw identifiers into events with tokens
   (:mod:`xborder.pseudonymise_cli`).
 - ``xborder schemas export DIR`` writes each schema self-contained (references inlined),
@@ -95,23 +100,37 @@ def _write_owner_only(path: Path, text: str, replace: bool) -> None:
         raise
 
 
+def _key_path(settings: Settings, args: argparse.Namespace) -> Path:
+    path: Path | None = args.path or settings.key_file
+    if path is None:
+        raise ConfigurationError(
+            f"xborder keys {args.action}: name the key file (PATH) or set XBORDER_KEY_FILE"
+        )
+    return path
+
+
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "show-ids":
+        return _show_ids(settings, args)
+    path = _key_path(settings, args)
     example = getattr(args, "example", False)
     key_id = args.key_id or f"{'example' if example else 'key'}-{datetime.now(UTC):%Y%m%d}"
     if args.action == "rotate":
-        key_ids = rotate_key_file(args.path, key_id)
+        key_ids = rotate_key_file(path, key_id)
         print(
-            f"rotated key ring {args.path}: new active key {key_id}; still accepted for "
+            f"rotated key ring {path}: new active key {key_id}; still accepted for "
             f"lookups: {', '.join(key_ids[1:])}"
         )
         print(
-            "every agency needs the new ring before its tokens are published; retire old "
-            "keys once nothing needs to match their tokens",
+            "every agency needs the new ring before its tokens are published (until then "
+            "producers publish each identifier under every key in their ring); the worker "
+            f"accepts the ids in XBORDER_TOKENIZER__ACCEPTED_KEY_IDS={','.join(key_ids)}; "
+            "retire old keys once nothing needs to match their tokens",
             file=sys.stderr,
         )
         return 0
-    generate_key_file(args.path, key_id, force=args.force, example=example)
-    print(f"wrote key ring {args.path} (key id {key_id}, mode 600)")
+    generate_key_file(path, key_id, force=args.force, example=example)
+    print(f"wrote key ring {path} (key id {key_id}, mode 600)")
     if example:
         print("this is an EXAMPLE key: do not use it for real identifiers", file=sys.stderr)
     else:
@@ -123,21 +142,56 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_ids(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the key ring's ids (never a secret) and the worker setting that accepts them."""
+    from xborder.pseudonym import KeyRing, key_ring_from_settings
+
+    ring = KeyRing.from_file(args.path) if args.path else key_ring_from_settings(settings)
+    print(f"active: {ring.active_key_id}")
+    for key_id in ring.key_ids[1:]:
+        print(f"lookup: {key_id}")
+    print(f"XBORDER_TOKENIZER__ACCEPTED_KEY_IDS={','.join(ring.key_ids)}")
+    return 0
+
+
+# -- tokenizer --------------------------------------------------------------------------
+
+
+def cmd_tokenizer(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from xborder.pseudonym.oprf import new_api_token
+    from xborder.pseudonym.oprf_service import add_agency, serve
+
+    if args.action == "serve":
+        asyncio.run(serve(settings))
+        return 0
+    path = args.agencies_file or settings.tokenizer.agencies_file
+    if path is None:
+        raise ConfigurationError(
+            "xborder tokenizer add-agency: pass --agencies-file or set "
+            "XBORDER_TOKENIZER__AGENCIES_FILE"
+        )
+    api_token = new_api_token()
+    add_agency(path, args.agency, api_token)
+    print(api_token)
+    print(
+        f"agency {args.agency}: token digest written to {path} (mode 600); hand the token "
+        "above to the agency only, as its XBORDER_TOKENIZER__API_TOKEN: it is not stored",
+        file=sys.stderr,
+    )
+    return 0
+
+
 # -- pseudonymise -----------------------------------------------------------------------
 
 
 def cmd_pseudonymise(settings: Settings, args: argparse.Namespace) -> int:
-    from xborder.pseudonym import KeyRing, SharedKeyTokenizer
+    from xborder.pseudonym import tokenizer_from_settings
     from xborder.pseudonymise_cli import pseudonymise_lines
     from xborder.publish_cli import open_source
 
-    key_file = args.key_file or settings.key_file
-    if key_file is None:
-        raise ConfigurationError(
-            "no key file: pass --key-file or set XBORDER_KEY_FILE "
-            "(create one with 'xborder keys generate PATH')"
-        )
-    tokenizer = SharedKeyTokenizer(KeyRing.from_file(key_file))
+    tokenizer = tokenizer_from_settings(settings, args.key_file)
     name, stream, _ = open_source(args.file)
     with contextlib.ExitStack() as stack:
         if stream is not sys.stdin.buffer:
@@ -236,7 +290,9 @@ def add_integrator_parsers(sub: Any) -> None:
     generate = keys_sub.add_parser(
         "generate", help="write a new key-ring file (owner-only), print its path and key id"
     )
-    generate.add_argument("path", type=Path, help="key file to create")
+    generate.add_argument(
+        "path", type=Path, nargs="?", help="key file to create (default XBORDER_KEY_FILE)"
+    )
     generate.add_argument("--key-id", help="id of the new key (default key-<UTC date>)")
     generate.add_argument("--force", action="store_true", help="replace an existing file")
     generate.add_argument(
@@ -247,9 +303,47 @@ def add_integrator_parsers(sub: Any) -> None:
     rotate = keys_sub.add_parser(
         "rotate", help="add a new active key to a key-ring file, keeping the others for lookups"
     )
-    rotate.add_argument("path", type=Path, help="key file to rotate (rewritten, mode 600)")
+    rotate.add_argument(
+        "path",
+        type=Path,
+        nargs="?",
+        help="key file to rotate (rewritten, mode 600; default XBORDER_KEY_FILE)",
+    )
     rotate.add_argument("--key-id", help="id of the new key (default key-<UTC date>)")
+    show = keys_sub.add_parser(
+        "show-ids",
+        help="print the key ids of a key ring (never a secret) and the worker's "
+        "XBORDER_TOKENIZER__ACCEPTED_KEY_IDS line",
+    )
+    show.add_argument(
+        "path",
+        type=Path,
+        nargs="?",
+        help="key file (default XBORDER_KEY_FILE or XBORDER_TOKENIZER__KEY_RING)",
+    )
     keys.set_defaults(handler=cmd_keys)
+
+    tokenizer = sub.add_parser(
+        "tokenizer", help="the OPRF tokenisation service (holds the key; agencies blind)"
+    )
+    tokenizer_sub = tokenizer.add_subparsers(dest="action", required=True)
+    tokenizer_sub.add_parser(
+        "serve",
+        help="run the service on XBORDER_TOKENIZER__HOST:PORT with the key ring in "
+        "XBORDER_TOKENIZER__SERVICE_KEY_FILE",
+    )
+    add_agency = tokenizer_sub.add_parser(
+        "add-agency",
+        help="issue an API token for an agency: its SHA-256 goes to the credentials file, "
+        "the token to standard output, once",
+    )
+    add_agency.add_argument("agency", help="agency id (as in the agencies config)")
+    add_agency.add_argument(
+        "--agencies-file",
+        type=Path,
+        help="credentials file (default XBORDER_TOKENIZER__AGENCIES_FILE)",
+    )
+    tokenizer.set_defaults(handler=cmd_tokenizer)
 
     pseudonymise = sub.add_parser(
         "pseudonymise",

@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -277,6 +278,54 @@ class SinkSettings(_Group):
         return min(3.0, self.session_timeout_s / 3)
 
 
+class TokenizerSettings(_Group):
+    """Tokenisation of identifiers: shared-key HMAC, or an oblivious-PRF service (RFC 9497)."""
+
+    mode: Literal["hmac", "oprf"] = "hmac"
+    """hmac: every agency holds the shared key ring; oprf: the tokenisation service holds
+    the key and agencies send it blinded identifiers only."""
+    key_ring: SecretStr | None = None
+    """The HMAC key-ring JSON itself, instead of ``XBORDER_KEY_FILE`` (e.g. from a secrets
+    manager); masked in 'xborder settings'."""
+    accepted_key_ids: str = ""
+    """Comma-separated key ids the worker accepts on subjects (ids, never secrets; 'xborder
+    keys show-ids' prints them); a subject under another id is dead-lettered as
+    unknown-key. Empty accepts any id."""
+    url: str | None = None
+    """Tokenisation service the agency client calls; empty means http://<host>:<port>."""
+    api_token: SecretStr | None = None
+    """The agency's API token for the tokenisation service."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """Longest the agency client waits for one evaluation request."""
+    batch_size: int = Field(default=1000, ge=1, le=10_000)
+    """Most blinded elements in one evaluation request (client) or accepted (service)."""
+    host: str = "127.0.0.1"
+    """Address the tokenisation service binds to."""
+    port: int = Field(default=18093, ge=1, le=65535)
+    """Port of the tokenisation service."""
+    service_key_file: Path | None = None
+    """The service's OPRF key ring (key-ring JSON, owner-only); only the service reads it."""
+    agencies_file: Path | None = None
+    """The service's agency credentials (JSON: agency -> SHA-256 of its API token)."""
+    rate_per_s: float = Field(default=1000.0, gt=0)
+    """Evaluations per second each agency may sustain (token bucket refill)."""
+    burst: int = Field(default=100_000, ge=1)
+    """Evaluations an agency may make at once (token bucket size)."""
+    audit_file: Path | None = None
+    """JSON lines of evaluations per agency per minute; empty means
+    <data_dir>/tokenizer/audit.jsonl."""
+
+    @property
+    def accepted_ids(self) -> frozenset[str]:
+        """``accepted_key_ids`` as a set (empty: any id is accepted)."""
+        return frozenset(k.strip() for k in self.accepted_key_ids.split(",") if k.strip())
+
+    @property
+    def service_url(self) -> str:
+        """Where the agency client reaches the service."""
+        return (self.url or f"http://{local_broker_address(self.host, self.port)}").rstrip("/")
+
+
 class Settings(BaseSettings):
     """Everything configurable in xborder."""
 
@@ -304,6 +353,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
+    tokenizer: TokenizerSettings = TokenizerSettings()
 
     @field_validator("data_dir", "agencies_config", "schemas_dir", mode="after")
     @classmethod

@@ -43,6 +43,7 @@ from xborder.codec import AvroCodec
 from xborder.deadletter import SOURCE_HEADER, DeadLetter
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
 from xborder.metrics import IngestMetrics
+from xborder.pseudonym.tokens import check_key_ids
 from xborder.settings import Settings
 from xborder.topics import Topics
 from xborder.undecodable import GuardedFetch, Undecodable
@@ -75,6 +76,7 @@ def classify(
     partition: int,
     offset: int,
     timestamp_ms: int,
+    accepted_key_ids: frozenset[str] = frozenset(),
 ) -> Accepted | DeadLetter:
     """Decide what happens to one raw message: accepted as is, or a dead letter with a reason.
 
@@ -112,6 +114,7 @@ def classify(
                 reason="invalid",
             )
         rules.check_incident(decoded.value, timestamp_ms)
+        check_key_ids(decoded.value.get("subjects"), accepted_key_ids)  # unknown-key
     except InvalidRecordError as exc:
         return DeadLetter(key, value, exc.reason, str(exc), topic, partition, offset)
     return Accepted(key, value, position, decoded.record_name, decoded.value)
@@ -193,6 +196,12 @@ class IngestLoop:
 
     def __post_init__(self) -> None:
         self.metrics = IngestMetrics()
+        self.accepted_key_ids = self.settings.tokenizer.accepted_ids
+        if not self.accepted_key_ids:
+            logger.info(
+                "XBORDER_TOKENIZER__ACCEPTED_KEY_IDS is empty: subjects under any key id are "
+                "accepted ('xborder keys show-ids' prints the line to set)"
+            )
 
     def _consumer(self) -> AIOKafkaConsumer:
         worker = self.settings.worker
@@ -371,6 +380,7 @@ class IngestLoop:
                     tp.partition,
                     message.offset,
                     message.timestamp,
+                    self.accepted_key_ids,
                 )
                 if isinstance(outcome, Accepted):
                     metrics.accepted[tp.topic] += 1

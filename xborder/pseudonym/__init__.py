@@ -7,8 +7,9 @@ plates) never leave the producing agency. The producer library
    agency's spelling of the same identifier gives the same token;
 2. tokenises it through the :class:`Tokenizer` interface (:mod:`.tokens`): today keyed
    HMAC-SHA256 with a shared, rotating key (:class:`SharedKeyTokenizer`,
-   :class:`KeyRing`); an oblivious-PRF service (RFC 9497) can replace it without any
-   caller changing;
+   :class:`KeyRing`), or an oblivious-PRF service that holds the key so no agency does
+   (:mod:`.oprf`, RFC 9497), selected by ``XBORDER_TOKENIZER__MODE``
+   (:func:`tokenizer_from_settings`);
 3. refuses events whose token fields or descriptors hold raw identifiers (:mod:`.detect`).
 
 :func:`raw_forms` (:mod:`.forms`) lists the spellings of an identifier that the privacy
@@ -40,14 +41,21 @@ from xborder.pseudonym.normalise import (
     person_key,
     person_key_of,
 )
-from xborder.pseudonym.subject import pseudonymise_person, pseudonymise_subject
+from xborder.pseudonym.subject import (
+    pseudonymise_person,
+    pseudonymise_subject,
+    pseudonymise_subjects,
+)
 from xborder.pseudonym.tokens import (
     MIN_KEY_BYTES,
     KeyRing,
     SharedKeyTokenizer,
     Token,
     Tokenizer,
+    check_key_ids,
+    key_ring_from_settings,
     token_input,
+    tokenizer_from_settings,
 )
 
 __all__ = [
@@ -66,9 +74,11 @@ __all__ = [
     "assert_subjects",
     "assert_token",
     "canonical",
+    "check_key_ids",
     "find_identifier_in_text",
     "find_raw_identifier",
     "identifier_kinds",
+    "key_ring_from_settings",
     "normalise_birth_date",
     "normalise_name",
     "normalise_national_id",
@@ -78,6 +88,8 @@ __all__ = [
     "person_key_of",
     "pseudonymise_person",
     "pseudonymise_subject",
+    "pseudonymise_subjects",
     "raw_forms",
     "token_input",
+    "tokenizer_from_settings",
 ]

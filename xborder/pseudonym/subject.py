@@ -9,7 +9,7 @@ from typing import Any
 from xborder.errors import InvalidRecordError
 from xborder.pseudonym.detect import assert_descriptors, assert_token
 from xborder.pseudonym.normalise import SUBJECT_ROLES, canonical, check_kind, person_key_of
-from xborder.pseudonym.tokens import Tokenizer
+from xborder.pseudonym.tokens import Token, Tokenizer
 
 
 def pseudonymise_subject(
@@ -38,15 +38,59 @@ def pseudonymise_subject(
     if not isinstance(individual, str) or len(individual) > 32:
         raise InvalidRecordError("subject individual: a short label such as 'p1' (32 at most)")
     token = tokenizer.token(checked, canonical(checked, raw_value, birth_date))
+    return _subject(token, checked, raw_value, role, descriptors, birth_date, individual)
+
+
+def pseudonymise_subjects(
+    tokenizer: Tokenizer,
+    kind: str,
+    raw_value: str,
+    role: str,
+    descriptors: Mapping[str, str] | None = None,
+    *,
+    birth_date: date | str | None = None,
+    individual: str = "",
+    every_key: bool = True,
+) -> list[dict[str, Any]]:
+    """As :func:`pseudonymise_subject`, one subject per key the tokenizer still accepts
+    (the active key's first), so that matching survives a key rotation: an event made
+    during the transition shares the old key's token with older events and the new key's
+    with newer ones. With one key (or ``every_key=False``) it is one subject."""
+    if not every_key:
+        return [
+            pseudonymise_subject(
+                tokenizer, kind, raw_value, role, descriptors,
+                birth_date=birth_date, individual=individual,
+            )
+        ]  # fmt: skip
+    checked = check_kind(kind)
+    if role not in SUBJECT_ROLES:
+        raise InvalidRecordError(f"subject role {role!r} is not one of {', '.join(SUBJECT_ROLES)}")
+    if not isinstance(individual, str) or len(individual) > 32:
+        raise InvalidRecordError("subject individual: a short label such as 'p1' (32 at most)")
+    tokens = tokenizer.tokens_for_lookup(checked, canonical(checked, raw_value, birth_date))
+    return [
+        _subject(token, checked, raw_value, role, descriptors, birth_date, individual)
+        for token in tokens
+    ]
+
+
+def _subject(
+    token: Token,
+    kind: str,
+    raw_value: str,
+    role: str,
+    descriptors: Mapping[str, str] | None,
+    birth_date: date | str | None,
+    individual: str,
+) -> dict[str, Any]:
     return {
         "role": role,
-        "kind": checked,
+        "kind": kind,
         "token": assert_token(token.token_hex, "token"),
         "key_id": token.key_id,
         "descriptors": assert_descriptors(descriptors or {}, "descriptors"),
-        "person_key": person_key_of(raw_value, birth_date)
-        if checked == "PERSON"
-        else "UNSPECIFIED",
+        "person_key": person_key_of(raw_value, birth_date) if kind == "PERSON" else "UNSPECIFIED",
         "individual": individual,
     }
 
@@ -60,12 +104,15 @@ def pseudonymise_person(
     birth_date: date | str | None = None,
     individual: str = "",
     descriptors: Mapping[str, str] | None = None,
+    every_key: bool = True,
 ) -> list[dict[str, Any]]:
     """The PERSON subjects of one individual, by the person-key recipe: a national-ID
     token when the number is known, and a name token (with the birth date when known,
     full date preferred) when the name is known, both under one ``individual`` label
     (needed when both are sent, e.g. ``"p1"``), so that a partner's record with the same
-    name but another national ID counts against the link instead of for it."""
+    name but another national ID counts against the link instead of for it. Each token
+    comes once per accepted key unless ``every_key`` is false (see
+    :func:`pseudonymise_subjects`)."""
     if national_id is None and name is None:
         raise InvalidRecordError("person: give a national ID number, a name, or both")
     if national_id is not None and name is not None and not individual:
@@ -75,21 +122,17 @@ def pseudonymise_person(
         )
     subjects = []
     if national_id is not None:
-        subjects.append(
-            pseudonymise_subject(
-                tokenizer, "PERSON", national_id, role, descriptors, individual=individual
+        subjects.extend(
+            pseudonymise_subjects(
+                tokenizer, "PERSON", national_id, role, descriptors,
+                individual=individual, every_key=every_key,
             )
-        )
+        )  # fmt: skip
     if name is not None:
-        subjects.append(
-            pseudonymise_subject(
-                tokenizer,
-                "PERSON",
-                name,
-                role,
-                descriptors,
-                birth_date=birth_date,
-                individual=individual,
+        subjects.extend(
+            pseudonymise_subjects(
+                tokenizer, "PERSON", name, role, descriptors,
+                birth_date=birth_date, individual=individual, every_key=every_key,
             )
-        )
+        )  # fmt: skip
     return subjects

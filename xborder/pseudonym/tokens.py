@@ -9,15 +9,20 @@ over a domain-separated message (:func:`token_input`: a version tag, the kind an
 canonical value, NUL-separated). A :class:`KeyRing` holds the keys by id: one active key
 makes new tokens, older keys stay for lookups during a rotation.
 
-Known weakness, and the planned replacement: whoever holds a shared key can enumerate
-small identifier spaces (every plate, every phone number) and reverse tokens. In an
-oblivious-PRF mode (RFC 9497, e.g. OPRF(ristretto255, SHA-512)) a service holds the key
-and no agency does: the client blinds ``token_input(kind, value)``, the service evaluates
-it without learning the value, and the client unblinds and finalises; the 64-byte output
-is cut to 32 bytes so tokens keep their 64-hex shape, and ``key_id`` names the service's
-key version. Such a tokenizer implements the same two methods (``tokens_for_lookup`` asks
-the service once per key version it still accepts), so it replaces
-:class:`SharedKeyTokenizer` where the tokenizer is built, and no caller changes.
+Known weakness: whoever holds a shared key can enumerate small identifier spaces (every
+plate, every phone number) and reverse tokens. The oblivious-PRF mode
+(:mod:`xborder.pseudonym.oprf`, RFC 9497 OPRF(ristretto255, SHA-512)) removes it: a
+tokenisation service holds the key and no agency does. :func:`tokenizer_from_settings`
+builds the tokenizer ``XBORDER_TOKENIZER__MODE`` selects; callers see only the two methods.
+
+Rotation: tokens under different keys never match, so during a rotation a producer
+publishes each identifier under every key it still accepts (the active key first; see
+:func:`xborder.pseudonym.pseudonymise_subjects`): a new event then shares the old key's
+token with events published before the rotation, and the new key's with events after it.
+Once every partner publishes under the new key and the correlation window has passed,
+the old key is retired from the rings and from the worker's
+``XBORDER_TOKENIZER__ACCEPTED_KEY_IDS`` (:func:`check_key_ids` dead-letters subjects under
+any other id as ``unknown-key``).
 """
 
 from __future__ import annotations
@@ -35,10 +40,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from xborder.errors import ConfigurationError, InvalidRecordError
 from xborder.pseudonym.normalise import check_kind
+
+if TYPE_CHECKING:
+    from xborder.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -289,3 +297,52 @@ class SharedKeyTokenizer:
 
     def __repr__(self) -> str:
         return f"SharedKeyTokenizer({self.key_ring!r})"
+
+
+def key_ring_from_settings(settings: Settings, key_file: Path | None = None) -> KeyRing:
+    """The HMAC key ring: ``key_file`` if given, else ``XBORDER_TOKENIZER__KEY_RING`` (the
+    JSON itself) or ``XBORDER_KEY_FILE`` (one of them, not both)."""
+    if key_file is not None:
+        return KeyRing.from_file(key_file)
+    in_env, path = settings.tokenizer.key_ring, settings.key_file
+    if in_env is not None and path is not None:
+        raise ConfigurationError(
+            "both XBORDER_TOKENIZER__KEY_RING and XBORDER_KEY_FILE are set; keep one"
+        )
+    if in_env is not None:
+        return KeyRing.from_json(in_env.get_secret_value(), source="XBORDER_TOKENIZER__KEY_RING")
+    if path is None:
+        raise ConfigurationError(
+            "no pseudonymisation key ring: set XBORDER_KEY_FILE (create one with 'xborder "
+            "keys generate PATH') or XBORDER_TOKENIZER__KEY_RING, or pass --key-file"
+        )
+    return KeyRing.from_file(path)
+
+
+def tokenizer_from_settings(settings: Settings, key_file: Path | None = None) -> Tokenizer:
+    """The tokenizer ``XBORDER_TOKENIZER__MODE`` selects: shared-key HMAC with the key
+    ring of :func:`key_ring_from_settings`, or the OPRF client of the tokenisation service."""
+    config = settings.tokenizer
+    if config.mode == "oprf":
+        from xborder.pseudonym.oprf import OprfTokenizer
+
+        api_token = config.api_token.get_secret_value() if config.api_token else ""
+        return OprfTokenizer(config.service_url, api_token, config.timeout_s, config.batch_size)
+    return SharedKeyTokenizer(key_ring_from_settings(settings, key_file))
+
+
+def check_key_ids(subjects: Any, accepted: frozenset[str]) -> None:
+    """Refuse subjects whose ``key_id`` is not among ``accepted`` (empty accepts any):
+    InvalidRecordError with reason ``unknown-key``. The message names the key id, which
+    is no secret, and never the token."""
+    if not accepted or not isinstance(subjects, list):
+        return
+    for index, subject in enumerate(subjects):
+        key_id = subject.get("key_id") if isinstance(subject, Mapping) else None
+        if key_id not in accepted:
+            raise InvalidRecordError(
+                f"subjects[{index}].key_id: {str(key_id)[:64]!r} is not an accepted key id "
+                f"({', '.join(sorted(accepted))}); re-tokenise with the current key ring, or "
+                "add the id to XBORDER_TOKENIZER__ACCEPTED_KEY_IDS if it is a new key",
+                reason="unknown-key",
+            )
