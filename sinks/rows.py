@@ -13,7 +13,18 @@ shortest text is the exact millisecond, which ClickHouse reads as a decimal).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
+
+from xborder.deadletter import (
+    HEADER_ERROR,
+    HEADER_OFFSET,
+    HEADER_PARTITION,
+    HEADER_REASON,
+    HEADER_TOPIC,
+    MAX_ERROR_LEN,
+)
 
 Columns = tuple[tuple[str, str], ...]
 Row = list[Any]
@@ -239,6 +250,22 @@ RELEASE_COLUMNS: Columns = (
 """``has_details`` and the ``details_*`` columns hold the details the owner attached to the
 release (IncidentRelease.details); without them the columns are empty or NULL."""
 
+DEAD_LETTER_COLUMNS: Columns = (
+    ("failed_at", "DateTime64(3, 'UTC')"),
+    ("agency", "LowCardinality(String)"),
+    ("reason", "LowCardinality(String)"),
+    ("error", "String"),
+    ("source_topic", "LowCardinality(String)"),
+    ("source_partition", "Int32"),
+    ("source_offset", "Int64"),
+    ("key_bytes", "Nullable(UInt32)"),
+    ("value_bytes", "Nullable(UInt32)"),
+    ("deadletter_topic", "LowCardinality(String)"),
+    ("deadletter_partition", "Int32"),
+    ("deadletter_offset", "Int64"),
+)
+"""A message of the dead-letter topic: its headers and sizes, never its bytes."""
+
 TABLE_COLUMNS: dict[str, Columns] = {
     "incidents": INCIDENT_COLUMNS,
     "incident_closures": CLOSURE_COLUMNS,
@@ -250,6 +277,7 @@ TABLE_COLUMNS: dict[str, Columns] = {
     "case_conclusions": CONCLUSION_COLUMNS,
     "case_reports": REPORT_COLUMNS,
     "incident_releases": RELEASE_COLUMNS,
+    "dead_letters": DEAD_LETTER_COLUMNS,
 }
 
 
@@ -448,3 +476,72 @@ def rows_for(
     if kind == "IncidentRelease":
         return [("incident_releases", release_row(value))]
     return []
+
+
+_AGENCY_TOPIC = re.compile(r"(?:^|\.)(?:incidents|verdicts)\.([^.]+)$")
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\[\]-]{0,63}")
+_DIGITS = re.compile(r"\d{7,}")
+_EMAIL = re.compile(r"[^\s'\"<>;,]+@[^\s'\"<>;,]+")
+
+
+def _mask_quoted(match: re.Match[str]) -> str:
+    text = match.group(1) if match.group(1) is not None else match.group(2)
+    if not text or _PLAIN_NAME.fullmatch(text):
+        return match.group(0)
+    return f"<{len(text)} chars>"
+
+
+def mask_error(error: str) -> str:
+    """The error text of a dead letter as stored: quoted values that are not plain names
+    (field paths, agency ids, enum symbols stay) become ``<N chars>``, runs of seven or
+    more digits (phone or ID numbers) ``<N digits>``, e-mail addresses ``<e-mail>``. The
+    worker's messages name fields rather than quote values; this is a second line."""
+    error = _EMAIL.sub("<e-mail>", error[:MAX_ERROR_LEN])
+    error = _QUOTED.sub(_mask_quoted, error)
+    return _DIGITS.sub(lambda m: f"<{len(m.group(0))} digits>", error)
+
+
+def agency_of_topic(topic: str) -> str:
+    """The agency whose own topic (``incidents.<agency>``, ``verdicts.<agency>``) ``topic``
+    is; empty for the project's internal topics."""
+    found = _AGENCY_TOPIC.search(topic)
+    return "" if found is None or found.group(1) == "accepted" else found.group(1)
+
+
+def dead_letter_row(
+    headers: Iterable[tuple[str, bytes]] | None,
+    key: bytes | None,
+    value: bytes | None,
+    timestamp_ms: int,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> Row:
+    """One ``dead_letters`` row from a message of the dead-letter topic (at ``topic``
+    [``partition``]@``offset``, broker timestamp ``timestamp_ms``): the reason, masked
+    error text and source position of its headers (:mod:`xborder.deadletter`), the sizes
+    of its key and value (NULL when absent), never their bytes."""
+    found = {name: raw.decode("utf-8", "replace") for name, raw in headers or ()}
+    source_topic = found.get(HEADER_TOPIC, "")
+    return [
+        timestamp_ms / 1000,
+        agency_of_topic(source_topic),
+        found.get(HEADER_REASON, "unknown"),
+        mask_error(found.get(HEADER_ERROR, "")),
+        source_topic,
+        _int(found.get(HEADER_PARTITION)),
+        _int(found.get(HEADER_OFFSET)),
+        None if key is None else len(key),
+        None if value is None else len(value),
+        topic,
+        partition,
+        offset,
+    ]
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text) if text is not None else -1
+    except ValueError:
+        return -1

@@ -52,6 +52,116 @@ CASE_OPENINGS = (
 """When each case opened: its first event, or that of a case it absorbed (the case stage
 renames a case when a smaller incident joins, and merges cases) if earlier."""
 
+INCIDENT_VERSION = "(event_type = 'IncidentUpdated', source_offset, event_id)"
+"""Which of an incident's events is its latest, as a ClickHouse tuple: an update beats
+the report, and updates follow their order on the agency's topic (an incident's events
+share a partition: the producer keys them by incident id). ``source_offset`` is the
+position on ``incidents.<agency>``, not on ``incidents.accepted``."""
+
+INCIDENT_VERSION_COLUMNS = (
+    "event_id",
+    "event_type",
+    "occurred_at",
+    "reported_at",
+    "lat",
+    "lon",
+    "admin_unit_code",
+    "admin_unit_name",
+    "placement",
+    "address",
+    "category",
+    "severity",
+    "subject_kinds",
+    "subject_roles",
+    "subject_tokens",
+    "modus_operandi",
+    "narrative",
+    "source_system",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+)
+CORRELATION_VERSION_COLUMNS = (
+    "match_kind",
+    "a_agency",
+    "a_incident_id",
+    "a_event_id",
+    "b_agency",
+    "b_incident_id",
+    "b_event_id",
+    "score",
+    "threshold",
+    "evidence_kinds",
+    "evidence_weights",
+    "evidence_details",
+    "created_at",
+)
+ALERT_VERSION_COLUMNS = (
+    "alert_kind",
+    "sender",
+    "sent",
+    "status",
+    "msg_type",
+    "event",
+    "urgency",
+    "severity",
+    "certainty",
+    "headline",
+    "area_desc",
+    "case_id",
+    "correlation_ids",
+    "target_agencies",
+)
+CONCLUSION_VERSION_COLUMNS = (
+    "case_version",
+    "agreed_at",
+    "agencies",
+    "incident_agencies",
+    "incident_ids",
+    "incident_event_ids",
+    "correlation_ids",
+    "possible_double_report",
+    "verdict_event_ids",
+    "verdict_agencies",
+    "verdict_officer_tokens",
+    "verdict_decided_at",
+)
+"""The columns migration 10's ``_current`` views take from each entity's latest row
+(these lists are part of a released migration: leave them as they are)."""
+
+CELLS_PER_DEGREE = 100
+"""Spatial cells of the hot-spot views: 0.01 degree of latitude by 0.01 of longitude
+(about 1.1 km by 1.1 km at the latitude of the Mekong delta)."""
+CELL_CENTRE = (
+    f"(cell_lat + 0.5) / {CELLS_PER_DEGREE} AS centre_lat,"
+    f" (cell_lon + 0.5) / {CELLS_PER_DEGREE} AS centre_lon"
+)
+
+INCIDENT_DAILY_COUNTS = (
+    "SELECT toDate(occurred_at) AS day, agency, category, admin_unit_code, admin_unit_name,"
+    " uniqExactState(incident_id) AS incidents, uniqExactState(event_id) AS events"
+    " FROM incidents GROUP BY day, agency, category, admin_unit_code, admin_unit_name"
+)
+INCIDENT_CELLS_DAILY = (
+    f"SELECT toDate(occurred_at) AS day, toInt32(floor(lat * {CELLS_PER_DEGREE})) AS cell_lat,"
+    f" toInt32(floor(lon * {CELLS_PER_DEGREE})) AS cell_lon, agency, placement, category,"
+    " uniqExactState(incident_id) AS incidents"
+    " FROM incidents GROUP BY day, cell_lat, cell_lon, agency, placement, category"
+)
+"""What the materialized views of migration 10 aggregate from each insert into
+``incidents`` (and, once, from the rows already there). Distinct-count states, so an
+event delivered twice, or a backfill overlapping the views' first inserts, counts once."""
+
+
+def _latest(columns: tuple[str, ...]) -> str:
+    """``argMax(c, version) AS c`` for each column: the value of the row whose ``version``
+    (a column of the subquery) is highest."""
+    return ",\n".join(f"argMax({c}, version) AS {c}" for c in columns)
+
+
+def _columns(table: str, columns: tuple[str, ...]) -> str:
+    return ",\n".join(f"{table}.{c} AS {c}" for c in columns)
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -516,6 +626,309 @@ MIGRATIONS: tuple[Migration, ...] = (
             ALTER TABLE incidents
                 ADD COLUMN IF NOT EXISTS placement LowCardinality(String) DEFAULT ''
                 AFTER admin_unit_name
+            """,
+        ),
+    ),
+    Migration(
+        10,
+        "analyst views: current state without FINAL, incident subjects, dead letters,"
+        " daily counts and spatial cells",
+        (
+            f"""
+            CREATE OR REPLACE VIEW incidents_current AS
+            SELECT
+                i.agency AS agency,
+                i.incident_id AS incident_id,
+                {_columns("i", INCIDENT_VERSION_COLUMNS)},
+                i.versions AS versions,
+                c.closed = 1 AS closed,
+                if(c.closed = 1, c.closed_at, NULL) AS closed_at,
+                c.outcome AS outcome
+            FROM (
+                SELECT
+                    agency,
+                    incident_id,
+                    {_latest(INCIDENT_VERSION_COLUMNS)},
+                    uniqExact(version.3) AS versions
+                FROM (
+                    SELECT *, {INCIDENT_VERSION} AS version FROM incidents
+                )
+                GROUP BY agency, incident_id
+            ) AS i
+            LEFT JOIN (
+                SELECT
+                    agency,
+                    incident_id,
+                    1 AS closed,
+                    argMax(closed_at, version) AS closed_at,
+                    argMax(outcome, version) AS outcome
+                FROM (SELECT *, (closed_at, event_id) AS version FROM incident_closures)
+                GROUP BY agency, incident_id
+            ) AS c ON c.agency = i.agency AND c.incident_id = i.incident_id
+            COMMENT 'One row per incident: its latest event (no FINAL needed), closed or not'
+            """,
+            """
+            CREATE OR REPLACE VIEW incident_subjects AS
+            SELECT
+                agency,
+                incident_id,
+                event_id,
+                occurred_at,
+                category,
+                severity,
+                admin_unit_code,
+                admin_unit_name,
+                placement,
+                closed,
+                token,
+                kind,
+                role
+            FROM incidents_current
+            ARRAY JOIN subject_tokens AS token, subject_kinds AS kind, subject_roles AS role
+            COMMENT 'One row per subject of each incident''s latest event (pseudonymous tokens)'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW correlations_current AS
+            SELECT
+                correlation_id,
+                {_latest(CORRELATION_VERSION_COLUMNS)}
+            FROM (SELECT *, (created_at, score) AS version FROM correlations)
+            GROUP BY correlation_id
+            COMMENT 'One row per correlation (its newest scoring), no FINAL needed'
+            """,
+            """
+            CREATE OR REPLACE VIEW correlation_evidence AS
+            SELECT
+                correlation_id,
+                match_kind,
+                a_agency,
+                a_incident_id,
+                b_agency,
+                b_incident_id,
+                score,
+                created_at,
+                evidence_kind,
+                evidence_weight,
+                evidence_detail
+            FROM correlations_current
+            ARRAY JOIN
+                evidence_kinds AS evidence_kind,
+                evidence_weights AS evidence_weight,
+                evidence_details AS evidence_detail
+            COMMENT 'One row per piece of evidence of each correlation'
+            """,
+            """
+            CREATE OR REPLACE VIEW case_members_current AS
+            SELECT
+                agency,
+                incident_id,
+                argMax(case_id, version) AS case_id,
+                argMax(at, version) AS at,
+                argMax(case_event_id, version) AS case_event_id,
+                max(sequence) AS sequence
+            FROM (SELECT *, (sequence, at, case_event_id) AS version FROM case_members)
+            GROUP BY agency, incident_id
+            COMMENT 'The current case of each linked incident, no FINAL needed'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW alerts_current AS
+            SELECT
+                identifier,
+                {_latest(ALERT_VERSION_COLUMNS)}
+            FROM (SELECT *, sent AS version FROM alerts)
+            GROUP BY identifier
+            COMMENT 'One row per alert (an alert sent to several agencies is one row)'
+            """,
+            """
+            CREATE OR REPLACE VIEW verdicts_current AS
+            SELECT
+                case_id,
+                agency,
+                argMax(event_id, version) AS event_id,
+                argMax(decision, version) AS decision,
+                argMax(reason, version) AS reason,
+                argMax(officer_token, version) AS officer_token,
+                argMax(officer_key_id, version) AS officer_key_id,
+                argMax(decided_at, version) AS decided_at,
+                uniqExact(version.2) AS verdicts
+            FROM (SELECT *, (decided_at, event_id) AS version FROM verdicts)
+            GROUP BY case_id, agency
+            COMMENT 'Each agency''s newest verdict on each case, and how many it gave'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW case_conclusions_current AS
+            SELECT
+                case_id,
+                conclusion_id,
+                {_latest(CONCLUSION_VERSION_COLUMNS)}
+            FROM (SELECT *, agreed_at AS version FROM case_conclusions)
+            GROUP BY case_id, conclusion_id
+            COMMENT 'One row per agreed conclusion, no FINAL needed'
+            """,
+            """
+            CREATE OR REPLACE VIEW case_reports_current AS
+            SELECT
+                event_id,
+                any(case_id) AS case_id,
+                any(agency) AS agency,
+                any(conclusion_id) AS conclusion_id,
+                any(conclusion) AS conclusion,
+                any(officer_token) AS officer_token,
+                any(officer_key_id) AS officer_key_id,
+                any(requested_at) AS requested_at
+            FROM case_reports
+            GROUP BY event_id
+            COMMENT 'One row per accepted report to superiors, no FINAL needed'
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS dead_letters (
+                failed_at DateTime64(3, 'UTC'),
+                agency LowCardinality(String),
+                reason LowCardinality(String),
+                error String,
+                source_topic LowCardinality(String),
+                source_partition Int32,
+                source_offset Int64,
+                key_bytes Nullable(UInt32),
+                value_bytes Nullable(UInt32),
+                deadletter_topic LowCardinality(String),
+                deadletter_partition Int32,
+                deadletter_offset Int64,
+                ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(ingested_at)
+            PARTITION BY toYYYYMM(failed_at)
+            ORDER BY (
+                agency, reason, source_topic, source_partition, source_offset,
+                deadletter_topic, deadletter_partition, deadletter_offset
+            )
+            COMMENT 'Rejected messages: why, where from, how large; never their bytes'
+            """,
+            """
+            CREATE OR REPLACE VIEW dead_letters_current AS
+            SELECT
+                agency,
+                reason,
+                source_topic,
+                source_partition,
+                source_offset,
+                argMin(failed_at, first) AS failed_at,
+                argMin(error, first) AS error,
+                argMin(key_bytes, first) AS key_bytes,
+                argMin(value_bytes, first) AS value_bytes,
+                argMin(deadletter_topic, first) AS deadletter_topic,
+                argMin(deadletter_partition, first) AS deadletter_partition,
+                argMin(deadletter_offset, first) AS deadletter_offset,
+                uniqExact(first) AS rejections
+            FROM (
+                SELECT *, (failed_at, deadletter_topic, deadletter_partition, deadletter_offset)
+                    AS first
+                FROM dead_letters
+            )
+            GROUP BY agency, reason, source_topic, source_partition, source_offset
+            COMMENT 'One row per rejected source message, no FINAL needed'
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS incident_daily_counts (
+                day Date,
+                agency LowCardinality(String),
+                category LowCardinality(String),
+                admin_unit_code String,
+                admin_unit_name String,
+                incidents AggregateFunction(uniqExact, String),
+                events AggregateFunction(uniqExact, UUID)
+            )
+            ENGINE = AggregatingMergeTree
+            PARTITION BY toYYYYMM(day)
+            ORDER BY (day, agency, category, admin_unit_code, admin_unit_name)
+            COMMENT 'Fed by incident_daily_counts_mv: read through daily_incident_counts'
+            """,
+            f"""
+            CREATE MATERIALIZED VIEW IF NOT EXISTS incident_daily_counts_mv
+            TO incident_daily_counts AS {INCIDENT_DAILY_COUNTS}
+            """,
+            f"INSERT INTO incident_daily_counts {INCIDENT_DAILY_COUNTS}",
+            """
+            CREATE OR REPLACE VIEW daily_incident_counts AS
+            SELECT
+                day,
+                agency,
+                category,
+                admin_unit_code,
+                admin_unit_name,
+                uniqExactMerge(incidents) AS incidents,
+                uniqExactMerge(events) AS events
+            FROM incident_daily_counts
+            GROUP BY day, agency, category, admin_unit_code, admin_unit_name
+            COMMENT 'Per day of occurrence (UTC), agency, category and administrative unit:
+ distinct incidents and incident events, exact whatever was delivered twice'
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS incident_cells_daily (
+                day Date,
+                cell_lat Int32,
+                cell_lon Int32,
+                agency LowCardinality(String),
+                placement LowCardinality(String),
+                category LowCardinality(String),
+                incidents AggregateFunction(uniqExact, String)
+            )
+            ENGINE = AggregatingMergeTree
+            PARTITION BY toYYYYMM(day)
+            ORDER BY (day, cell_lat, cell_lon, agency, placement, category)
+            COMMENT 'Fed by incident_cells_daily_mv: read through daily_cell_counts'
+            """,
+            f"""
+            CREATE MATERIALIZED VIEW IF NOT EXISTS incident_cells_daily_mv
+            TO incident_cells_daily AS {INCIDENT_CELLS_DAILY}
+            """,
+            f"INSERT INTO incident_cells_daily {INCIDENT_CELLS_DAILY}",
+            f"""
+            CREATE OR REPLACE VIEW daily_cell_counts AS
+            SELECT
+                day,
+                cell_lat,
+                cell_lon,
+                {CELL_CENTRE},
+                agency,
+                placement,
+                category,
+                uniqExactMerge(incidents) AS incidents
+            FROM incident_cells_daily
+            GROUP BY day, cell_lat, cell_lon, agency, placement, category
+            COMMENT 'Per day (UTC) and 0.01 degree cell: distinct incidents by agency,
+ placement and category'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW border_hotspots AS
+            SELECT
+                toDate(i.occurred_at) AS day,
+                toInt32(floor(i.lat * {CELLS_PER_DEGREE})) AS cell_lat,
+                toInt32(floor(i.lon * {CELLS_PER_DEGREE})) AS cell_lon,
+                {CELL_CENTRE},
+                uniqExact(i.agency, i.incident_id) AS incidents,
+                groupUniqArray(i.agency) AS agencies,
+                groupUniqArray(i.category) AS categories
+            FROM (
+                SELECT DISTINCT identifier FROM alerts
+                WHERE alert_kind = 'BORDER_ZONE_INCIDENT'
+            ) AS a
+            INNER JOIN (
+                SELECT
+                    agency,
+                    incident_id,
+                    occurred_at,
+                    lat,
+                    lon,
+                    category,
+                    lower(hex(SHA256(concat(
+                        'alert\\x1fBORDER_ZONE_INCIDENT\\x1f', agency, '\\x1f', incident_id
+                    )))) AS identifier
+                FROM incidents_current
+            ) AS i ON i.identifier = a.identifier
+            GROUP BY day, cell_lat, cell_lon
+            COMMENT 'Per day (UTC) and 0.01 degree cell: incidents the correlator placed in
+ the border zone (those it raised a BORDER_ZONE_INCIDENT alert for)'
             """,
         ),
     ),

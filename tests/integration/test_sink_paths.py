@@ -102,7 +102,7 @@ def test_containers_and_python_rows_write_the_same_tables(tmp_path: Path) -> Non
     metrics = _write(in_clickhouse, schemas, containers=True, messages=messages)
     assert metrics.flushes == {"ok": 1}, "ClickHouse refused a container"
     expected, written = _tables(in_python), _tables(in_clickhouse)
-    for table in TABLE_COLUMNS:
+    for table in TABLE_COLUMNS.keys() - {"dead_letters"}:  # no record: headers and sizes
         assert expected[table], f"the load wrote no {table} rows"
         assert written[table] == expected[table], table
 
