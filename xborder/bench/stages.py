@@ -36,6 +36,7 @@ from streams.flows.correlate import Router, encode_blocks, source_id
 from streams.worker import correlator_config
 from xborder.agencies import load_agencies
 from xborder.bench.kafka_io import Message, publish
+from xborder.bench.malformed import EXPECTED_REASON, with_malformed
 from xborder.bench.probes import CpuMeter, MemorySampler, broker_pid, machine
 from xborder.errors import ServiceUnavailableError
 from xborder.geo import jurisdictions_for
@@ -43,6 +44,7 @@ from xborder.kafka_admin import broker_accepts_requests, group_lag, topic_sizes
 from xborder.pipeline import Pipeline
 from xborder.scenario import ScenarioConfig, generate_scenario, iter_events
 from xborder.settings import Settings
+from xborder.status import collect_status
 from xborder.topics import Topics, ensure_project_topics
 from xborder.wire import codec_for
 
@@ -58,6 +60,9 @@ class StageParams:
     workers: tuple[int, ...] = (1, 2)
     stages: tuple[str, ...] = STAGES
     timeout_s: float = 1_800.0
+    malformed: float = 0.0
+    """Share of malformed messages (every kind of ``xborder.bench.malformed``) mixed into
+    the worker stage's input; when set, the worker stage runs clean and then mixed."""
 
 
 def _fresh(settings: Settings, out_dir: Path, ingest: bool) -> Settings:
@@ -72,9 +77,12 @@ def _fresh(settings: Settings, out_dir: Path, ingest: bool) -> Settings:
     )
 
 
-def _incident_messages(settings: Settings, scenario: Any, topics: Topics) -> list[Message]:
+def _incident_messages(
+    settings: Settings, scenario: Any, topics: Topics
+) -> tuple[list[Message], list[dict[str, Any]]]:
+    """The scenario's valid events as messages, and their JSON documents."""
     codec = codec_for(settings)
-    messages = []
+    messages, documents = [], []
     for event in iter_events(scenario):
         if event.kind == "malformed" or event.document is None:
             continue  # the producer library rejects these before they reach Kafka
@@ -86,7 +94,8 @@ def _incident_messages(settings: Settings, scenario: Any, topics: Topics) -> lis
                 codec.encode("IncidentReported", value),
             )
         )
-    return messages
+        documents.append(event.document)
+    return messages, documents
 
 
 def _blocks_messages(
@@ -170,8 +179,11 @@ def run_stage(
     incidents: list[Message],
     out_dir: Path,
     timeout_s: float,
+    malformed: tuple[list[dict[str, Any]], float] | None = None,
 ) -> dict[str, Any]:
-    """One stage with ``workers`` workers on fresh topics; its figures."""
+    """One stage with ``workers`` workers on fresh topics; its figures. ``malformed``
+    (documents of ``incidents``, share) mixes malformed messages into the worker's input
+    and reports the dead letters by reason."""
     broker = broker_pid(settings)
     run_settings = _fresh(settings, out_dir, ingest=stage == "worker")
     agencies = load_agencies(run_settings.agencies_config)
@@ -182,8 +194,12 @@ def run_stage(
         Message(topics.incidents(m.topic.rpartition("incidents.")[2]), m.key, m.value)
         for m in incidents
     ]
+    injected: dict[str, int] = {}
     if stage == "correlation":
         messages = _blocks_messages(run_settings, messages, topics, run_settings.worker.batch_size)
+    elif malformed is not None:
+        documents, share = malformed
+        messages, injected = with_malformed(messages, documents, codec_for(run_settings), share)
     pipeline = Pipeline(run_settings, workers=workers, sink=False)
     with pipeline.running():
         pipeline.wait_until_settled()
@@ -200,8 +216,17 @@ def run_stage(
     sizes = topic_sizes(
         run_settings.kafka.bootstrap_servers, [topics.correlations, topics.cases, topics.blocks]
     )
+    dead_letters: dict[str, int] = {}
+    if injected:
+        dead_letters = collect_status(run_settings, topics).dead_letters
     return {
-        "stage": stage,
+        "stage": stage if not injected else f"{stage}+malformed",
+        "malformed_injected": injected,
+        "malformed_expected_reasons": {
+            reason: sum(n for kind, n in injected.items() if EXPECTED_REASON[kind] == reason)
+            for reason in sorted({EXPECTED_REASON[k] for k in injected})
+        },
+        "dead_letters": dead_letters,
         "workers": workers,
         "events": len(incidents),
         "messages_published": len(messages),
@@ -228,14 +253,30 @@ def run_stages(settings: Settings, params: StageParams, out_dir: Path) -> dict[s
     config = ScenarioConfig(seed=params.seed, events=params.events)
     with tqdm(total=config.events, desc="generating", unit="ev", file=sys.stderr) as bar:
         scenario = generate_scenario(config, agencies, lambda done, _: bar.update(done - bar.n))
-    incidents = _incident_messages(settings, scenario, Topics.from_settings(settings, agencies))
+    incidents, documents = _incident_messages(
+        settings, scenario, Topics.from_settings(settings, agencies)
+    )
     print(f"scenario: {len(incidents)} events", flush=True)
     runs = []
+    variants: list[tuple[str, tuple[list[dict[str, Any]], float] | None]] = []
     for stage in params.stages:
+        variants.append((stage, None))
+        if stage == "worker" and params.malformed > 0:
+            variants.append((stage, (documents, params.malformed)))
+    for stage, malformed in variants:
         for workers in params.workers:
-            result = run_stage(settings, stage, workers, incidents, out_dir, params.timeout_s)
+            result = run_stage(
+                settings, stage, workers, incidents, out_dir, params.timeout_s, malformed
+            )
+            if malformed is not None:
+                print(
+                    f"  malformed: {sum(result['malformed_injected'].values())} injected, "
+                    f"expected dead letters {result['malformed_expected_reasons']}, "
+                    f"got {result['dead_letters']}",
+                    flush=True,
+                )
             print(
-                f"{stage:>11} x{workers}: {result['events_per_s']:>7,} events/s "
+                f"{result['stage']:>17} x{workers}: {result['events_per_s']:>7,} events/s "
                 f"({result['seconds']} s; {result['correlations']} correlations, "
                 f"{result['case_events']} case events); CPU s per 1,000 events: "
                 + ", ".join(f"{k} {v}" for k, v in result["cpu_seconds_per_1000_events"].items()),
@@ -274,6 +315,13 @@ def main(settings: Settings, argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--stages", default=",".join(defaults.stages), help="worker,correlation")
     parser.add_argument("--out", type=Path, default=settings.data_dir / "bench-stages")
+    parser.add_argument(
+        "--malformed",
+        type=float,
+        default=0.0,
+        help="share of malformed messages of every kind mixed into the worker stage's input "
+        "(e.g. 0.05); the worker stage then runs clean and mixed, side by side",
+    )
     args = parser.parse_args(argv)
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     unknown = [s for s in stages if s not in STAGES]
@@ -283,7 +331,13 @@ def main(settings: Settings, argv: list[str] | None = None) -> int:
         workers = tuple(int(w) for w in args.workers.split(","))
     except ValueError:
         parser.error(f"--workers takes comma-separated counts such as 1,2, not {args.workers!r}")
-    params = StageParams(events=args.events, seed=args.seed, workers=workers, stages=stages)
+    params = StageParams(
+        events=args.events,
+        seed=args.seed,
+        workers=workers,
+        stages=stages,
+        malformed=args.malformed,
+    )
     report = run_stages(settings, params, args.out)
     for run in report["runs"]:
         run.pop("series")
