@@ -52,6 +52,7 @@ from sinks.base import PartitionBuffer
 from sinks.clickhouse import ClickHouseIncidentSink, Row
 from sinks.decode import WriterSchemas
 from sinks.rows import rows_for
+from xborder import kafka_security
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client
 from xborder.deadletter import SOURCE_HEADER
@@ -119,6 +120,7 @@ class SinkRunner:
         sink = self.settings.sink
         return AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            **kafka_security.aiokafka(self.settings),
             client_id=f"{self.settings.kafka.client_id}-sink",
             group_id=sink.group_id,
             group_instance_id=sink.group_instance_id,
@@ -189,6 +191,7 @@ class SinkRunner:
             stall_s,
             self.ownership,
             on_stall=self.on_stall,
+            security=kafka_security.kafka_python(self.settings),
         )
 
     async def _until_available(self, what: str, attempt: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from xborder import kafka_security
 from xborder.settings import Settings
 
 
@@ -37,4 +38,5 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         broker_session_timeout=settings.worker.session_timeout_s,
         broker_heartbeat_interval=settings.worker.heartbeat_interval_s,
+        **kafka_security.faust_credentials(settings),
     )

@@ -25,6 +25,7 @@ from streams.correlation.occurrence import OccurrenceConfig
 from streams.correlation.patterns import PatternConfig
 from streams.correlation.scoring import ScoringConfig
 from streams.flows import correlate, ingest
+from xborder import kafka_security
 from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.geo import jurisdictions_for
 from xborder.kafka_admin import ensure_topics, wait_for_partitions
@@ -89,6 +90,7 @@ def watch_liveness(app: faust.App, settings: Settings, names: Topics) -> Watchdo
         "worker",
         stall_s,
         lambda: state["owned"],
+        security=kafka_security.kafka_python(settings),
     )
 
     @app.timer(interval=watchdog.check_s)

@@ -64,9 +64,16 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Text
 
 
 def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    from xborder import kafka_security
+    from xborder.agencies import load_agencies
     from xborder.local_kafka import LocalKafka
 
-    kafka = LocalKafka(settings.local_kafka, settings.kafka_data_dir)
+    if args.action in ("certs", "acls", "credentials"):
+        return kafka_security.command(settings, args.action, args.apply, args.show)
+    security = kafka_security.local_broker(
+        settings, list(load_agencies(settings.agencies_config).ids)
+    )
+    kafka = LocalKafka(settings.local_kafka, settings.kafka_data_dir, security)
     if args.action == "fetch":
         print(f"Kafka {settings.local_kafka.version} jars in {kafka.fetch()}")
         return 0
@@ -74,6 +81,8 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
         started = time.monotonic()
         status = kafka.up()
         print(f"Kafka {status.describe()} ({time.monotonic() - started:.1f} s)")
+        if security is not None:  # SASL_SSL: the principals and ACLs from the agencies config
+            return kafka_security.command(settings, "acls", apply=True)
         return 0
     if args.action == "down":
         print("Kafka stopped" if kafka.down() else "Kafka was not running")
@@ -102,15 +111,17 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from streams.worker import run_worker
+    from xborder.kafka_security import as_service
 
-    run_worker(settings)
+    run_worker(as_service(settings, "worker"))  # its own Kafka principal in secure mode
     return 0
 
 
 def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.runner import run_sink
+    from xborder.kafka_security import as_service
 
-    run_sink(settings)
+    run_sink(as_service(settings, "sink"))
     return 0
 
 
@@ -308,10 +319,11 @@ def cmd_wait(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
-    from xborder.settings import to_env
+    from xborder.settings import secret_env_vars, to_env
 
+    hidden = secret_env_vars(settings)  # passwords are never printed
     for key, value in sorted(to_env(settings).items()):
-        print(f"{key}={value}")
+        print(f"{key}={'**********' if key in hidden else value}")
     return 0
 
 
@@ -345,7 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     kafka = sub.add_parser("kafka", help="run a local Apache Kafka (KRaft) without Docker")
-    kafka.add_argument("action", choices=["fetch", "up", "down", "status"])
+    kafka.add_argument(
+        "action", choices=["fetch", "up", "down", "status", "certs", "acls", "credentials"]
+    )
+    kafka.add_argument("--apply", action="store_true", help="acls: create the missing ones")
+    kafka.add_argument("--show", metavar="PRINCIPAL", help="credentials: print its password")
     kafka.add_argument("--port", type=int, help="broker port")
     kafka.add_argument("--controller-port", type=int, help="controller port (default port+1)")
     kafka.set_defaults(handler=cmd_kafka)

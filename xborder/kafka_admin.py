@@ -5,24 +5,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from xborder.errors import ServiceUnavailableError
+from xborder.kafka_security import kafka_python
 from xborder.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def admin_client(bootstrap_servers: str, timeout_ms: int = 10_000) -> KafkaAdminClient:
-    """Connect an admin client, or raise ServiceUnavailableError with what to do."""
+def admin_client(
+    bootstrap_servers: str, timeout_ms: int = 10_000, security: dict[str, Any] | None = None
+) -> KafkaAdminClient:
+    """Connect an admin client, or raise ServiceUnavailableError with what to do
+    (``security``: kafka-python options from :mod:`xborder.kafka_security`)."""
     try:
         return KafkaAdminClient(
             bootstrap_servers=bootstrap_servers,
             client_id="xborder-admin",
             request_timeout_ms=timeout_ms,
+            **(security or {}),
         )
     except (KafkaError, OSError) as exc:
         raise ServiceUnavailableError(
@@ -31,13 +37,16 @@ def admin_client(bootstrap_servers: str, timeout_ms: int = 10_000) -> KafkaAdmin
         ) from exc
 
 
-def broker_accepts_requests(bootstrap_servers: str, timeout_ms: int = 2_000) -> bool:
-    """True when a broker answers a metadata request."""
+def broker_accepts_requests(
+    bootstrap_servers: str, timeout_ms: int = 2_000, security: dict[str, Any] | None = None
+) -> bool:
+    """True when a broker answers a metadata request (``security``: kafka-python options)."""
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap_servers,
             client_id="xborder-probe",
             request_timeout_ms=timeout_ms,
+            **(security or {}),
         )
     except (KafkaError, OSError, ValueError):
         return False
@@ -61,7 +70,7 @@ def ensure_topics(
     ``partitions`` overrides the configured partition count (one-partition topics);
     ``configs`` are topic configs such as ``{"cleanup.policy": "compact"}``.
     """
-    admin = admin_client(settings.kafka.bootstrap_servers)
+    admin = admin_client(settings.kafka.bootstrap_servers, security=kafka_python(settings))
     try:
         existing = set(admin.list_topics())
         missing = [n for n in dict.fromkeys(names) if n not in existing]
@@ -94,7 +103,9 @@ def wait_for_partitions(
     deadline = time.monotonic() + timeout_s
     while True:
         consumer = KafkaConsumer(  # a fresh client: fresh metadata
-            bootstrap_servers=settings.kafka.bootstrap_servers, client_id="xborder-metadata"
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            client_id="xborder-metadata",
+            **kafka_python(settings),
         )
         try:
             seen = {n: len(consumer.partitions_for_topic(n) or ()) for n in expected}
@@ -112,7 +123,7 @@ def wait_for_partitions(
 
 def missing_topics(settings: Settings, names: Iterable[str]) -> list[str]:
     """Which of ``names`` the cluster does not have."""
-    admin = admin_client(settings.kafka.bootstrap_servers)
+    admin = admin_client(settings.kafka.bootstrap_servers, security=kafka_python(settings))
     try:
         existing = set(admin.list_topics())
     finally:
@@ -120,7 +131,12 @@ def missing_topics(settings: Settings, names: Iterable[str]) -> list[str]:
     return [n for n in names if n not in existing]
 
 
-def group_lag(bootstrap_servers: str, group_id: str, topics: Iterable[str]) -> int:
+def group_lag(
+    bootstrap_servers: str,
+    group_id: str,
+    topics: Iterable[str],
+    security: dict[str, Any] | None = None,
+) -> int:
     """Messages in ``topics`` not yet committed by consumer group ``group_id``.
 
     Reads the group's committed offsets without joining the group.
@@ -130,6 +146,7 @@ def group_lag(bootstrap_servers: str, group_id: str, topics: Iterable[str]) -> i
         client_id="xborder-lag",
         group_id=group_id,
         enable_auto_commit=False,
+        **(security or {}),
     )
     try:
         lag = 0
@@ -141,9 +158,13 @@ def group_lag(bootstrap_servers: str, group_id: str, topics: Iterable[str]) -> i
         consumer.close(autocommit=False)
 
 
-def topic_sizes(bootstrap_servers: str, topics: Iterable[str]) -> dict[str, int]:
+def topic_sizes(
+    bootstrap_servers: str, topics: Iterable[str], security: dict[str, Any] | None = None
+) -> dict[str, int]:
     """Messages written to each topic so far (sum of its partitions' end offsets)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="xborder-sizes")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, client_id="xborder-sizes", **(security or {})
+    )
     try:
         sizes = dict.fromkeys(topics, 0)
         for tp, end in _end_offsets(consumer, sizes).items():
@@ -164,14 +185,18 @@ def _end_offsets(consumer: KafkaConsumer, topics: Iterable[str]) -> dict[TopicPa
 
 
 def wait_for_group(
-    bootstrap_servers: str, group_id: str, topics: Iterable[str], timeout_s: float
+    bootstrap_servers: str,
+    group_id: str,
+    topics: Iterable[str],
+    timeout_s: float,
+    security: dict[str, Any] | None = None,
 ) -> None:
     """Block until ``group_id`` has committed everything in ``topics``, or raise."""
     topics = list(topics)
     deadline = time.monotonic() + timeout_s
     lag = -1
     while time.monotonic() < deadline:
-        lag = group_lag(bootstrap_servers, group_id, topics)
+        lag = group_lag(bootstrap_servers, group_id, topics, security)
         if lag == 0:
             return
         time.sleep(0.5)

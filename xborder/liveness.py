@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, OffsetSpec
@@ -96,8 +97,10 @@ class Watchdog:
         owned: Callable[[], Ownership],
         check_s: float | None = None,
         on_stall: Callable[[str], None] | None = None,
+        security: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security  # kafka-python options (xborder.kafka_security)
         self.group_id = group_id
         self.name = name
         self.clock = StallClock(stall_s)
@@ -156,6 +159,7 @@ class Watchdog:
         if self._admin is None:
             self._admin = KafkaAdminClient(
                 bootstrap_servers=self.bootstrap_servers,
+                **(self.security or {}),
                 client_id=f"xborder-{self.name}-watchdog",
                 request_timeout_ms=5_000,
             )

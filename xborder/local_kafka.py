@@ -4,6 +4,10 @@ The jars come from Maven Central (``org.apache.kafka:kafka_2.13`` and its runtim
 dependencies) through ``mvn dependency:copy-dependencies``, once, into a cache outside
 the repository. Each data directory holds its own config, logs, pid file and KRaft
 storage, so a second ``up`` after ``down`` keeps the data.
+
+With a :class:`BrokerSecurity` (secure mode, docs/security.md) every listener speaks TLS:
+clients SASL/SCRAM over TLS, the controller mutual TLS; KRaft's ``StandardAuthorizer``
+denies what no ACL allows, and ``admin`` and ``broker`` are super users.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from xborder.errors import LocalKafkaError
 from xborder.kafka_admin import broker_accepts_requests
@@ -65,6 +70,19 @@ rootLogger.appenderRef.file.ref = file
 logger.kafka.name = org.apache.kafka
 logger.kafka.level = info
 """
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """What a secure broker needs: its TLS material, SCRAM users and the probe's options."""
+
+    directory: Path
+    """Holds ca.pem and the broker's key and certificate (``xborder kafka certs``)."""
+    users: dict[str, str]
+    """SCRAM users created when the storage is formatted (at least ``broker``)."""
+    mechanism: str
+    client_options: dict[str, Any]
+    """kafka-python options of a super user, for the readiness probe."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +137,12 @@ def _is_kafka_process(pid: int) -> bool:
 class LocalKafka:
     """Fetch, start, stop and inspect the local broker described by ``settings``."""
 
-    def __init__(self, settings: LocalKafkaSettings, data_dir: Path) -> None:
+    def __init__(
+        self, settings: LocalKafkaSettings, data_dir: Path, security: BrokerSecurity | None = None
+    ) -> None:
         self.settings = settings
         self.data_dir = data_dir
+        self.security = security
         self.version_dir = settings.cache_dir / settings.version
         self.libs_dir = self.version_dir / "libs"
         self.pid_file = data_dir / "kafka.pid"
@@ -197,9 +218,47 @@ class LocalKafka:
             raise LocalKafkaError("Java 17+ is needed to run Kafka; install it or set JAVA_HOME")
         return java
 
+    def _listener_config(self, controller: str) -> list[str]:
+        if self.security is None:
+            return [
+                f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
+                f"advertised.listeners=PLAINTEXT://{self.bootstrap}",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+            ]
+        from xborder.kafka_security import broker_keystore
+
+        sec = self.security
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="broker" password="{sec.users["broker"]}";'
+        )
+        scram = sec.mechanism.lower()
+        return [
+            f"listeners=CLIENT://{self.bootstrap},CONTROLLER://{controller}",
+            f"advertised.listeners=CLIENT://{self.bootstrap}",
+            "listener.security.protocol.map=CLIENT:SASL_SSL,CONTROLLER:SSL",
+            "inter.broker.listener.name=CLIENT",
+            f"sasl.enabled.mechanisms={sec.mechanism}",
+            f"sasl.mechanism.inter.broker.protocol={sec.mechanism}",
+            f"listener.name.client.{scram}.sasl.jaas.config={jaas}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={broker_keystore(sec.directory)}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={sec.directory / 'ca.pem'}",
+            # the controller listener takes only the broker's own certificate (CN=broker)
+            "listener.name.controller.ssl.client.auth=required",
+            "ssl.principal.mapping.rules=RULE:^CN=([a-zA-Z0-9._-]+),.*$/$1/,DEFAULT",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:admin;User:broker",
+            "allow.everyone.if.no.acl.found=false",
+        ]
+
     def _write_config(self) -> None:
         s = self.settings
         controller = f"{s.host}:{s.effective_controller_port}"
+        self.properties.touch(mode=0o600)  # it may hold the broker's password
+        self.properties.chmod(0o600)
         self.properties.write_text(
             "\n".join(
                 [
@@ -207,11 +266,8 @@ class LocalKafka:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{controller}",
-                    f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
-                    f"advertised.listeners=PLAINTEXT://{self.bootstrap}",
+                    *self._listener_config(controller),
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={self.log_dirs}",
                     f"num.partitions={s.partitions}",
                     "auto.create.topics.enable=false",
@@ -247,6 +303,7 @@ class LocalKafka:
                 f"--cluster-id={_kafka_uuid()}",
                 "-c",
                 str(self.properties),
+                *self._scram_arguments(),
             ],
             capture_output=True,
             text=True,
@@ -258,6 +315,21 @@ class LocalKafka:
                 f"{(result.stdout + result.stderr).strip()}"
             )
 
+    def _scram_arguments(self) -> list[str]:
+        """``--add-scram`` for each user known at format time (the broker needs its own)."""
+        if self.security is None:
+            return []
+        mechanism = self.security.mechanism
+        return [
+            arg
+            for user, password in self.security.users.items()
+            for arg in ("--add-scram", f"{mechanism}=[name={user},password={password}]")
+        ]
+
+    def _accepts_requests(self) -> bool:
+        options = self.security.client_options if self.security else None
+        return broker_accepts_requests(self.bootstrap, security=options)
+
     def _running_pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().strip())
@@ -268,7 +340,7 @@ class LocalKafka:
     def status(self) -> KafkaStatus:
         """The truth about this data directory's broker."""
         pid = self._running_pid()
-        accepts = pid is not None and broker_accepts_requests(self.bootstrap)
+        accepts = pid is not None and self._accepts_requests()
         return KafkaStatus(pid is not None, pid, accepts, self.bootstrap, self.data_dir)
 
     def up(self) -> KafkaStatus:
@@ -326,7 +398,7 @@ class LocalKafka:
                     f"Kafka exited during start-up; last lines of {self.server_log}:\n"
                     f"{_tail(self.server_log)}\n--- {self.stdout_log}:\n{_tail(self.stdout_log)}"
                 )
-            if broker_accepts_requests(self.bootstrap):
+            if self._accepts_requests():
                 return
             time.sleep(0.3)
         self._stop_pid(pid)

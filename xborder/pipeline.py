@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from xborder.errors import ServiceUnavailableError
 from xborder.kafka_admin import wait_for_group
+from xborder.kafka_security import kafka_python
 from xborder.settings import Settings, to_env
 from xborder.topics import Topics
 
@@ -148,7 +149,13 @@ class Pipeline:
         while True:
             self.check_alive()
             try:
-                wait_for_group(self.settings.kafka.bootstrap_servers, group, names, timeout_s=2.0)
+                wait_for_group(
+                    self.settings.kafka.bootstrap_servers,
+                    group,
+                    names,
+                    timeout_s=2.0,
+                    security=kafka_python(self.settings),
+                )
                 return
             except ServiceUnavailableError as exc:
                 if time.monotonic() > deadline:

@@ -20,6 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from xborder import kafka_security
 from xborder.agencies import AgenciesConfig
 from xborder.codec import AvroCodec
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
@@ -119,6 +120,7 @@ class IncidentPublisher:
         self.delivery_timeout_s = DELIVERY_TIMEOUTS * request_ms / 1000
         self._producer = KafkaProducer(
             bootstrap_servers=settings.kafka.bootstrap_servers,
+            **kafka_security.kafka_python(settings),
             client_id=f"{settings.kafka.client_id}-publisher-{agency_id}",
             acks="all",
             enable_idempotence=True,
@@ -206,6 +208,7 @@ def read_event_ids(settings: Settings, codec: AvroCodec, topic: str, agency_id: 
     them)."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
+        **kafka_security.kafka_python(settings),
         client_id=f"{settings.kafka.client_id}-publisher-{agency_id}-resume",
         enable_auto_commit=False,
         request_timeout_ms=settings.kafka.request_timeout_ms,

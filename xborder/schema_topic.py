@@ -38,6 +38,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from xborder import kafka_security
 from xborder.errors import ConfigurationError, ServiceUnavailableError
 from xborder.schemas import SchemaStore, StoredSchema, writer_schema
 from xborder.settings import Settings
@@ -112,8 +113,10 @@ class PublishedSchemas:
         *,
         client_id: str = "xborder-schemas",
         timeout_s: float = READ_TIMEOUT_S,
+        security: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security  # kafka-python options (xborder.kafka_security)
         self.topic = topic
         self.where = f"schema topic {topic}"
         self.store = store
@@ -135,6 +138,7 @@ class PublishedSchemas:
             store,
             client_id=f"{settings.kafka.client_id}-schemas",
             timeout_s=min(READ_TIMEOUT_S, settings.kafka.request_timeout_ms / 1000),
+            security=kafka_security.kafka_python(settings),
         )
 
     def lookup(self, fingerprint: bytes, force: bool = False) -> StoredSchema | None:
@@ -167,6 +171,7 @@ class PublishedSchemas:
             if self._consumer is None:
                 self._consumer = KafkaConsumer(
                     bootstrap_servers=self.bootstrap_servers,
+                    **(self.security or {}),
                     client_id=self.client_id,
                     enable_auto_commit=False,
                     allow_auto_create_topics=False,
@@ -269,6 +274,7 @@ def publish_schemas(
             if producer is None:
                 producer = KafkaProducer(
                     bootstrap_servers=bootstrap,
+                    **kafka_security.kafka_python(settings),
                     client_id=f"{settings.kafka.client_id}-schemas",
                     acks="all",
                     request_timeout_ms=request_ms,

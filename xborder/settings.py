@@ -64,6 +64,23 @@ class KafkaSettings(_Group):
     """Upper bound for one client request to the broker."""
     schema_registry_url: str | None = None
     """Confluent-API schema registry; when set, messages use the Confluent framing."""
+    security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """PLAINTEXT, or SASL_SSL: TLS to the broker and a SASL principal (docs/security.md)."""
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    """SASL mechanism of the principal."""
+    sasl_username: str | None = None
+    """This process's principal; empty means 'admin' (the worker and the sink take their
+    own, 'worker' and 'sink', when the credentials file holds them)."""
+    sasl_password: SecretStr | None = None
+    """The principal's password; empty means the one in ``credentials_file``."""
+    credentials_file: Path | None = None
+    """JSON file (mode 600) of SCRAM passwords by principal that 'xborder kafka certs'
+    writes; empty means <data_dir>/kafka/security/credentials.json."""
+    ssl_cafile: Path | None = None
+    """PEM file of the CA the broker's certificate is checked against; empty means
+    <data_dir>/kafka/security/ca.pem."""
+    ssl_check_hostname: bool = True
+    """Check that the broker's certificate names the host the client connects to."""
 
 
 class LocalKafkaSettings(_Group):
@@ -381,6 +398,26 @@ class Settings(BaseSettings):
         )
         return {**data, "kafka": {**(kafka or {}), "bootstrap_servers": address}}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kafka_secrets_under_the_data_dir(cls, data: Any) -> Any:
+        """In SASL_SSL mode the CA and credentials files default to
+        <data_dir>/kafka/security/, resolved once: a child given another data directory
+        (a pipeline's worker) keeps them."""
+        if not isinstance(data, dict):
+            return data
+        kafka = data.get("kafka")
+        if not isinstance(kafka, dict) or kafka.get("security_protocol") != "SASL_SSL":
+            return data
+        home = Path(data.get("data_dir") or _default_home()).expanduser()
+        secrets = home / "kafka" / "security"
+        filled = {
+            "credentials_file": secrets / "credentials.json",
+            "ssl_cafile": secrets / "ca.pem",
+        }
+        defaults = {k: v for k, v in filled.items() if not kafka.get(k)}
+        return {**data, "kafka": {**kafka, **defaults}} if defaults else data
+
     @property
     def kafka_data_dir(self) -> Path:
         return self.data_dir / "kafka"
@@ -532,12 +569,26 @@ def known_env_vars() -> set[str]:
     return names
 
 
+def secret_env_vars(settings: Settings) -> set[str]:
+    """The variables of :func:`to_env` that hold secrets (masked when printed)."""
+    return {
+        f"{ENV_PREFIX}{name}{ENV_NESTED_DELIMITER}{sub}".upper()
+        for name in type(settings).model_fields
+        if isinstance(group := getattr(settings, name), BaseModel)
+        for sub in type(group).model_fields
+        if isinstance(getattr(group, sub), SecretStr)
+    }
+
+
 def to_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce ``settings`` in a child process."""
     env: dict[str, str] = {}
     for name, value in settings.model_dump(mode="json").items():
         if isinstance(value, dict):
             for sub, sub_value in value.items():
+                secret = getattr(getattr(settings, name), sub)
+                if isinstance(secret, SecretStr):  # the dump masks it; a child needs it
+                    sub_value = secret.get_secret_value()
                 if sub_value is not None:
                     env[f"{ENV_PREFIX}{name}{ENV_NESTED_DELIMITER}{sub}".upper()] = str(sub_value)
         elif value is not None:

@@ -30,6 +30,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from xborder import kafka_security
 from xborder.agencies import load_agencies
 from xborder.deadletter import HEADER_REASON
 from xborder.errors import ServiceUnavailableError
@@ -105,6 +106,7 @@ def collect_status(settings: Settings, names: Topics) -> Status:
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap,
+            **kafka_security.kafka_python(settings),
             client_id="xborder-status",
             request_timeout_ms=settings.kafka.request_timeout_ms,
             bootstrap_timeout_ms=PROBE_TIMEOUT_MS,
@@ -180,6 +182,7 @@ def collect_status(settings: Settings, names: Topics) -> Status:
 def _consumer(settings: Settings) -> KafkaConsumer:
     return KafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
+        **kafka_security.kafka_python(settings),
         client_id="xborder-status",
         enable_auto_commit=False,
         request_timeout_ms=settings.kafka.request_timeout_ms,

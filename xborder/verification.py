@@ -34,6 +34,7 @@ from typing import Any, Literal
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from xborder import kafka_security
 from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.case_fold import CaseFold, CaseSummary, resolve
 from xborder.codec import AvroCodec
@@ -306,6 +307,7 @@ class VerificationClient:
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=settings.kafka.bootstrap_servers,
+                **kafka_security.kafka_python(settings),
                 client_id=f"{settings.kafka.client_id}-verify-{agency_id}",
                 acks="all",
                 enable_idempotence=True,
@@ -454,6 +456,7 @@ class _Reader:
         try:
             self.consumer = KafkaConsumer(
                 bootstrap_servers=settings.kafka.bootstrap_servers,
+                **kafka_security.kafka_python(settings),
                 client_id=f"{settings.kafka.client_id}-verify-read",
                 enable_auto_commit=False,
                 request_timeout_ms=settings.kafka.request_timeout_ms,

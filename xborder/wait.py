@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from xborder import kafka_security
 from xborder.agencies import load_agencies
 from xborder.errors import ServiceUnavailableError, XborderError
 from xborder.settings import Settings
@@ -65,6 +66,7 @@ def _consumer(settings: Settings, group: str) -> KafkaConsumer:
     try:
         return KafkaConsumer(
             bootstrap_servers=settings.kafka.bootstrap_servers,
+            **kafka_security.kafka_python(settings),
             client_id="xborder-wait",
             group_id=group,
             enable_auto_commit=False,

@@ -46,6 +46,7 @@ from streams.correlation.blocking import blocking_keys
 from streams.correlation.engine import Correlator, CorrelatorConfig
 from streams.correlation.model import IncidentView, Ref, from_wire, to_wire, view_from_event
 from streams.flows.correlate import INCIDENT_VIEW_RECORDS, MAX_PACKED_BYTES, encode_links
+from xborder import kafka_security
 from xborder.codec import AvroCodec
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
 from xborder.geo import Jurisdictions
@@ -100,6 +101,7 @@ def _consumer(settings: Settings, group_id: str | None = None) -> KafkaConsumer:
     try:
         return KafkaConsumer(
             bootstrap_servers=settings.kafka.bootstrap_servers,
+            **kafka_security.kafka_python(settings),
             client_id=f"{settings.kafka.client_id}-backfill",
             group_id=group_id,
             enable_auto_commit=False,
@@ -300,6 +302,7 @@ def send(
     """Send the correlations and the case stage's links messages; wait for the acks."""
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
+        **kafka_security.kafka_python(settings),
         client_id=f"{settings.kafka.client_id}-backfill",
         acks="all",
         linger_ms=5,

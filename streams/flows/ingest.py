@@ -39,6 +39,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.flows.correlate import Router, publish_alerts, publish_blocks, source_id
 from streams.flows.outbox import Outbox
+from xborder import kafka_security
 from xborder.codec import AvroCodec
 from xborder.deadletter import SOURCE_HEADER, DeadLetter
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
@@ -207,6 +208,7 @@ class IngestLoop:
         worker = self.settings.worker
         return AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            **kafka_security.aiokafka(self.settings),
             client_id=f"{self.settings.kafka.client_id}-ingest",
             group_id=worker.ingest_group_id,
             enable_auto_commit=False,
@@ -226,6 +228,7 @@ class IngestLoop:
     def _producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            **kafka_security.aiokafka(self.settings),
             client_id=f"{self.settings.kafka.client_id}-ingest",
             acks="all",
             linger_ms=5,

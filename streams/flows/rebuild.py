@@ -20,6 +20,7 @@ from streams.flows.correlate import (
     _PartitionState,
 )
 from streams.flows.verify import LifecycleStage
+from xborder import kafka_security
 from xborder.codec import AvroCodec
 from xborder.settings import Settings
 from xborder.topics import Topics
@@ -38,6 +39,7 @@ def rebuild_case_log(
     partition = TopicPartition(names.links, 0)
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
+        **kafka_security.kafka_python(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
