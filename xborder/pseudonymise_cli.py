@@ -38,7 +38,7 @@ from xborder.pseudonym import (
     normalise_name,
     normalise_national_id,
     pseudonymise_person,
-    pseudonymise_subject,
+    pseudonymise_subjects,
 )
 from xborder.publish_cli import decode_line
 
@@ -86,7 +86,7 @@ def subjects_from_raw(
     if kind != "PERSON":
         if "raw" not in given:
             raise InvalidRecordError(f"a {kind} entry needs raw; {_HINT}")
-        return [pseudonymise_subject(tokenizer, kind, entry["raw"], role, descriptors)]
+        return pseudonymise_subjects(tokenizer, kind, entry["raw"], role, descriptors)
     return _person(tokenizer, entry, role, descriptors, label)
 
 

@@ -221,3 +221,13 @@ def test_a_person_is_published_under_every_accepted_key() -> None:
         ("k1", "NAME_BIRTH_DATE"),
     ]
     assert json.dumps(subjects).count("079201001234") == 0
+
+
+def test_pseudonymise_publishes_under_every_key_of_a_rotated_ring() -> None:
+    from xborder.pseudonymise_cli import pseudonymise_event
+
+    event = copy.deepcopy(sample_events(1, now=NOW)[0])
+    event["subjects"] = [{"kind": "VEHICLE", "raw": PLATE, "role": "SUSPECT"}]
+    ring = KeyRing.generate(1, prefix="k-old-").rotate("k-new", b"\x05" * 32)
+    out = pseudonymise_event(SharedKeyTokenizer(ring), event)
+    assert [s["key_id"] for s in out["subjects"]] == ["k-new", "k-old-1"]
