@@ -28,6 +28,7 @@ is dead-lettered as ``undecodable`` and skipped (:mod:`xborder.undecodable`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -197,12 +198,17 @@ class IngestLoop:
 
     def __post_init__(self) -> None:
         self.metrics = IngestMetrics()
-        self.accepted_key_ids = self.settings.tokenizer.accepted_ids
-        if not self.accepted_key_ids:
+
+    @functools.cached_property
+    def accepted_key_ids(self) -> frozenset[str]:
+        """Key ids a subject may carry (empty: any); others are dead-lettered as unknown-key."""
+        accepted = self.settings.tokenizer.accepted_ids
+        if not accepted:
             logger.info(
                 "XBORDER_TOKENIZER__ACCEPTED_KEY_IDS is empty: subjects under any key id are "
                 "accepted ('xborder keys show-ids' prints the line to set)"
             )
+        return accepted
 
     def _consumer(self) -> AIOKafkaConsumer:
         worker = self.settings.worker
