@@ -136,6 +136,11 @@ class ContractSettings(_Group):
     min_occurred_at: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     """Earliest accepted occurred_at (ISO 8601, UTC when no offset is given); no other
     timestamp of an event (reported_at, updated_at, closed_at) may be earlier either."""
+    raw_identifiers: Literal["reject", "redact"] = "reject"
+    """What the producer library and the worker do with a phone, national ID number, plate
+    (or, where names are looked for, a name) in a free-text or identifier-like field:
+    refuse the event, or replace each one with a marker such as [redacted:PHONE]. Incident
+    ids, Kafka keys and tokens are always refused."""
 
     @field_validator("min_occurred_at", mode="after")
     @classmethod
@@ -193,6 +198,8 @@ class TopicSettings(_Group):
     """Partitions of the topics the project creates."""
     replication_factor: int = Field(default=1, ge=1)
     """Replication factor of the topics the project creates."""
+    quarantine_retention_hours: float = Field(default=168.0, gt=0)
+    """How long quarantine.<agency> keeps the messages refused for a raw identifier."""
 
 
 class WorkerSettings(_Group):

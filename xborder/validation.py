@@ -7,6 +7,14 @@ nor before the configured earliest date, ids that are not blank, tokens instead 
 identifiers, bounds on subjects and blocking keys). The producer library and the worker
 share both.
 
+Raw identifiers (:mod:`xborder.pseudonym.detect`): every free-text field (narrative,
+address, administrative unit, modus operandi, closing reason) and every identifier-like
+one (source system, descriptor keys and values, the ``individual`` label, where names
+are looked for too) is checked first; ``XBORDER_CONTRACT__RAW_IDENTIFIERS`` says whether
+an event holding one is refused (reason ``raw-identifier``) or has each one replaced by
+a marker such as ``[redacted:PHONE]``. Incident ids, Kafka keys and tokens are always
+refused. Messages quote no input value (:func:`~xborder.pseudonym.detect.masked`).
+
 "Now" is the caller's: the producer's clock, and in the worker the Kafka timestamp of the
 message. The project creates the agency topics with ``message.timestamp.type=
 LogAppendTime`` (:mod:`xborder.topics`), so there it is the broker's clock when the
@@ -16,6 +24,7 @@ whatever the producing client set.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +32,14 @@ from typing import Any
 
 from xborder.agencies import Region
 from xborder.errors import InvalidRecordError
-from xborder.pseudonym import assert_subjects
+from xborder.pseudonym.detect import (
+    RAW_IDENTIFIER,
+    RawIdentifierPolicy,
+    assert_token,
+    check_text,
+    find_identifiers,
+    masked,
+)
 from xborder.settings import ContractSettings
 
 
@@ -59,6 +75,8 @@ class EventRules:
     max_blocking_keys: int = 32
     min_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     """Earliest accepted event timestamp (``XBORDER_CONTRACT__MIN_OCCURRED_AT``)."""
+    raw_identifiers: RawIdentifierPolicy = "reject"
+    """Refuse or redact raw identifiers in text (``XBORDER_CONTRACT__RAW_IDENTIFIERS``)."""
 
     @classmethod
     def from_settings(cls, contract: ContractSettings, region: Region) -> EventRules:
@@ -70,12 +88,15 @@ class EventRules:
             max_subjects=contract.max_subjects,
             max_blocking_keys=contract.max_blocking_keys,
             min_time=contract.min_occurred_at,
+            raw_identifiers=contract.raw_identifiers,
         )
 
-    def check_incident(self, value: dict[str, Any], now: datetime | int) -> None:
+    def check_incident(self, value: dict[str, Any], now: datetime | int) -> int:
         """Raise InvalidRecordError for an incident event that breaks a rule; ``now`` is a
-        datetime or milliseconds since the epoch."""
+        datetime or milliseconds since the epoch. Raw identifiers come first: redacted in
+        ``value`` itself under the ``redact`` policy; returns how many fields were."""
         _check_ids(value)
+        redacted = check_raw_identifiers(value, self.raw_identifiers)
         location = value.get("location")
         if isinstance(location, dict) and "lat" in location and "lon" in location:
             lat, lon = location["lat"], location["lon"]
@@ -123,7 +144,6 @@ class EventRules:
                 f"{len(subjects)} subjects > limit {self.max_subjects} "
                 "(XBORDER_CONTRACT__MAX_SUBJECTS); split the record or raise the limit",
             )
-        assert_subjects(subjects)
         keys = len({(s.get("kind"), s.get("token")) for s in subjects})
         if keys > self.max_blocking_keys:
             raise _fail(
@@ -135,6 +155,98 @@ class EventRules:
         for index, subject in enumerate(subjects):
             if not str(subject.get("key_id") or "").strip():
                 raise _fail(f"subjects[{index}].key_id", "is empty; name the token's key id")
+        return redacted
+
+    def check_key(self, key: bytes | None) -> None:
+        """Raise InvalidRecordError (``raw-identifier``) when a Kafka key carries a raw
+        identifier: keys are read by every consumer of a topic and kept by compaction."""
+        if key:
+            check_identifier(key.decode("utf-8", "replace"), "key")
+
+
+_PLAIN_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+"""A descriptor key a message may quote (``colour``, ``age_band``): no identifier fits."""
+_FREE_TEXT_RULE = (
+    "free text must not identify anyone: tokenise the identifier as a subject, or set "
+    "XBORDER_CONTRACT__RAW_IDENTIFIERS=redact to replace it with a marker"
+)
+_ID_RULE = (
+    "incident ids and Kafka keys must not carry personal identifiers: use the agency's case number"
+)
+
+
+def check_identifier(value: str, field_path: str) -> None:
+    """Refuse (always) an id or key that holds a phone, national ID, plate or name."""
+    check_text(value, field_path, "reject", names=True, rule=_ID_RULE)
+
+
+def check_raw_identifiers(value: dict[str, Any], policy: RawIdentifierPolicy) -> int:
+    """Check every free-text and identifier-like field of an incident event (any of the
+    three records) under ``policy``; redacts in place and returns how many fields were
+    changed, or raises InvalidRecordError with reason ``raw-identifier``."""
+    changed = 0
+
+    def text(holder: dict[str, Any], name: str, path: str, names: bool = False) -> None:
+        nonlocal changed
+        given = holder.get(name)
+        if isinstance(given, str) and given:
+            checked = check_text(given, path, policy, names=names, rule=_FREE_TEXT_RULE)
+            if checked is not given:
+                holder[name] = checked
+                changed += 1
+
+    incident_id = value.get("incident_id")
+    if isinstance(incident_id, str):
+        check_identifier(incident_id, "incident_id")
+    text(value, "source_system", "source_system", names=True)
+    text(value, "narrative", "narrative")
+    text(value, "reason", "reason")
+    location = value.get("location")
+    if isinstance(location, dict):
+        for name in ("address", "admin_unit_name", "admin_unit_code"):
+            text(location, name, f"location.{name}")
+    tags = value.get("modus_operandi")
+    if isinstance(tags, list):
+        for index, tag in enumerate(tags):
+            if isinstance(tag, str):
+                checked = check_text(tag, f"modus_operandi[{index}]", policy, rule=_FREE_TEXT_RULE)
+                if checked is not tag:
+                    tags[index] = checked
+                    changed += 1
+    for index, subject in enumerate(value.get("subjects") or ()):
+        changed += _check_subject(subject, f"subjects[{index}]", policy)
+    return changed
+
+
+def _check_subject(subject: dict[str, Any], where: str, policy: RawIdentifierPolicy) -> int:
+    """A subject's token (always refused when not a token) and its descriptors and
+    ``individual`` label (names looked for too) under ``policy``."""
+    assert_token(subject.get("token"), f"{where}.token")
+    changed = 0
+    individual = subject.get("individual")
+    if isinstance(individual, str) and individual:
+        checked = check_text(individual, f"{where}.individual", policy, names=True)
+        if checked is not individual:
+            subject["individual"] = checked
+            changed += 1
+    descriptors = subject.get("descriptors")
+    if not descriptors:
+        return changed
+    if not isinstance(descriptors, dict):
+        raise _fail(f"{where}.descriptors", "descriptors must be a map of text to text")
+    rule = "descriptors must not identify anyone (tokenise the identifier as a subject)"
+    for key, given in list(descriptors.items()):
+        shown = repr(key) if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else masked(key)
+        path = f"{where}.descriptors[{shown}]"
+        if not isinstance(key, str) or not isinstance(given, str):
+            raise _fail(path, "descriptor keys and values must be text")
+        if find_identifiers(key, names=True):
+            raise _fail(path, f"the key looks like a personal identifier; {rule}", RAW_IDENTIFIER)
+        checked = check_text(given, path, policy, names=True, rule=rule)
+        if checked is not given:
+            descriptors[key] = checked
+            changed += 1
+    return changed
 
 
 def _check_ids(value: dict[str, Any]) -> None:
@@ -150,7 +262,7 @@ def _check_ids(value: dict[str, Any]) -> None:
         try:
             uuid.UUID(str(given))
         except ValueError as exc:
-            raise _fail(field, f"{given!r} is not a UUID") from exc
+            raise _fail(field, f"{masked(given)} is not a UUID") from exc
 
 
 def _iso(ms: int) -> str:
