@@ -932,6 +932,94 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        11,
+        "faster current views: the latest row by ORDER BY ... LIMIT 1 BY (argMax copies"
+        " arrays), closures on their own view, border hot spots matched on the alert time",
+        (
+            f"""
+            CREATE OR REPLACE VIEW incidents_current AS
+            SELECT
+                agency,
+                incident_id,
+                {", ".join(INCIDENT_VERSION_COLUMNS)},
+                (agency, incident_id) IN (SELECT agency, incident_id FROM incident_closures)
+                    AS closed
+            FROM (
+                SELECT *, {INCIDENT_VERSION} AS version
+                FROM incidents
+                ORDER BY agency, incident_id, version DESC
+                LIMIT 1 BY agency, incident_id
+            )
+            COMMENT 'One row per incident: its latest event (no FINAL needed), closed or not'
+            """,
+            """
+            CREATE OR REPLACE VIEW incident_closures_current AS
+            SELECT
+                agency,
+                incident_id,
+                closed_at,
+                outcome,
+                reason,
+                event_id
+            FROM incident_closures
+            ORDER BY agency, incident_id, closed_at DESC, event_id DESC
+            LIMIT 1 BY agency, incident_id
+            COMMENT 'The latest closure of each closed incident, no FINAL needed'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW correlations_current AS
+            SELECT correlation_id, {", ".join(CORRELATION_VERSION_COLUMNS)}
+            FROM correlations
+            ORDER BY correlation_id, created_at DESC, score DESC
+            LIMIT 1 BY correlation_id
+            COMMENT 'One row per correlation (its newest scoring), no FINAL needed'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW alerts_current AS
+            SELECT identifier, {", ".join(ALERT_VERSION_COLUMNS)}
+            FROM alerts
+            ORDER BY identifier, sent DESC
+            LIMIT 1 BY identifier
+            COMMENT 'One row per alert (an alert sent to several agencies is one row)'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW case_conclusions_current AS
+            SELECT case_id, conclusion_id, {", ".join(CONCLUSION_VERSION_COLUMNS)}
+            FROM case_conclusions
+            ORDER BY case_id, conclusion_id, agreed_at DESC
+            LIMIT 1 BY case_id, conclusion_id
+            COMMENT 'One row per agreed conclusion, no FINAL needed'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW border_hotspots AS
+            SELECT
+                toDate(occurred_at) AS day,
+                toInt32(floor(lat * {CELLS_PER_DEGREE})) AS cell_lat,
+                toInt32(floor(lon * {CELLS_PER_DEGREE})) AS cell_lon,
+                {CELL_CENTRE},
+                uniqExact(agency, incident_id) AS incidents,
+                groupUniqArray(agency) AS agencies,
+                groupUniqArray(category) AS categories
+            FROM incidents_current
+            WHERE (agency, incident_id) IN (
+                SELECT agency, incident_id
+                FROM incidents
+                WHERE occurred_at IN (
+                    SELECT sent FROM alerts WHERE alert_kind = 'BORDER_ZONE_INCIDENT'
+                )
+                AND lower(hex(SHA256(concat(
+                    'alert\\x1fBORDER_ZONE_INCIDENT\\x1f', agency, '\\x1f', incident_id
+                )))) IN (
+                    SELECT identifier FROM alerts WHERE alert_kind = 'BORDER_ZONE_INCIDENT'
+                )
+            )
+            GROUP BY day, cell_lat, cell_lon
+            COMMENT 'Per day (UTC) and 0.01 degree cell: incidents the correlator placed in
+ the border zone (those it raised a BORDER_ZONE_INCIDENT alert for)'
+            """,
+        ),
+    ),
 )
 
 PLACED_COLUMNS = {
