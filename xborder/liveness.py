@@ -110,6 +110,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{name}-watchdog", daemon=True)
         self._admin: KafkaAdminClient | None = None
+        self._watching: frozenset[Partition] = frozenset()
 
     def start(self) -> None:
         self._thread.start()
@@ -128,6 +129,16 @@ class Watchdog:
     def check(self) -> dict[Partition, float]:
         """One look at the broker; calls ``on_stall`` when a partition is stalled."""
         owned = self.owned()
+        if owned.partitions != self._watching:
+            self._watching = owned.partitions
+            logger.info(
+                "%s watchdog: %s partitions of group %s owned; stuck after %.0f s without a "
+                "commit while they have lag",
+                self.name,
+                len(owned.partitions),
+                self.group_id,
+                self.clock.stall_s,
+            )
         if not owned.partitions:
             self.clock.observe(time.monotonic(), owned, {}, {})
             return {}
