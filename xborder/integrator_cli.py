@@ -25,6 +25,7 @@ import os
 import secrets
 import sys
 import tempfile
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -188,8 +189,9 @@ def cmd_tokenizer(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_pseudonymise(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.pseudonym import tokenizer_from_settings
-    from xborder.pseudonymise_cli import pseudonymise_lines
-    from xborder.publish_cli import open_source
+    from xborder.pseudonym.oprf import OprfTokenizer, prefetched
+    from xborder.pseudonymise_cli import pseudonymise_event, pseudonymise_lines
+    from xborder.publish_cli import decode_line, open_source
 
     tokenizer = tokenizer_from_settings(settings, args.key_file)
     name, stream, _ = open_source(args.file)
@@ -199,7 +201,10 @@ def cmd_pseudonymise(settings: Settings, args: argparse.Namespace) -> int:
         out = sys.stdout
         if args.output is not None and str(args.output) != "-":
             out = stack.enter_context(open(args.output, "w", encoding="utf-8"))
-        summary = pseudonymise_lines(tokenizer, stream, name, out, sys.stderr)
+        lines: Iterable[bytes] = stream
+        if isinstance(tokenizer, OprfTokenizer):  # batched requests, not one per token
+            lines = prefetched(tokenizer, stream, pseudonymise_event, decode_line)
+        summary = pseudonymise_lines(tokenizer, lines, name, out, sys.stderr)
     print(summary.line(), file=sys.stderr)
     return 1 if summary.failed else 0
 

@@ -167,6 +167,36 @@ def test_an_unauthenticated_client_is_refused(service: dict[str, Any]) -> None:
     assert "XBORDER_TOKENIZER__API_TOKEN" in str(caught.value)
 
 
+def test_pseudonymise_tokenises_a_file_in_batched_requests(service: dict[str, Any]) -> None:
+    """The command line's OPRF path: a chunk's identifiers go in one request per key set,
+    and the output equals the one made token by token."""
+    from xborder.pseudonym.oprf import prefetched
+    from xborder.pseudonymise_cli import pseudonymise_event, pseudonymise_lines
+    from xborder.publish_cli import decode_line
+    from xborder.samples import sample_events
+
+    lines = []
+    for n, event in enumerate(sample_events(30)):
+        event["subjects"] = [
+            {"kind": "PHONE", "raw": f"0912{n:06d}", "role": "SUSPECT"},
+            {"kind": "PERSON", "national_id": f"0792010{n:05d}", "name": "Tran Thi Binh",
+             "birth_date": "1991-02-03", "role": "VICTIM"},
+        ]  # fmt: skip
+        lines.append(json.dumps(event).encode() + b"\n")
+    batched = _client(service, "probe")
+    out, err = io.StringIO(), io.StringIO()
+    fed = prefetched(batched, lines, pseudonymise_event, decode_line, chunk=20)
+    summary = pseudonymise_lines(batched, fed, "test", out, err)
+    assert (summary.written, summary.failed, err.getvalue()) == (30, 0, "")
+    # one request per chunk: every identifier under both keys of the service's ring
+    assert len(batched.bodies) == 2
+    one_by_one = _client(service, "probe")
+    reference = io.StringIO()
+    pseudonymise_lines(one_by_one, lines, "test", reference, io.StringIO())
+    assert out.getvalue() == reference.getvalue()
+    assert len(one_by_one.bodies) == 30 + 30 + 1  # phones, national IDs, one shared name
+
+
 def test_evaluations_beyond_the_budget_are_refused_with_429(service: dict[str, Any]) -> None:
     probe = _client(service, "probe", batch_size=500)
     spent = 0

@@ -21,13 +21,14 @@ derives the OPRF private key, so ``xborder keys generate`` makes service keys to
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -316,6 +317,59 @@ class OprfTokenizer:
 
     def __repr__(self) -> str:
         return f"OprfTokenizer(url={self.url!r})"
+
+
+class _Recorder:
+    """A stand-in tokenizer that notes what would be tokenised (see :func:`prefetched`)."""
+
+    def __init__(self) -> None:
+        self.active: list[tuple[str, str]] = []
+        self.lookup: list[tuple[str, str]] = []
+
+    def token(self, kind: str, normalised: str) -> Token:
+        self.active.append((kind, normalised))
+        return Token("0" * 64, "prefetch")
+
+    def tokens_for_lookup(self, kind: str, normalised: str) -> list[Token]:
+        self.lookup.append((kind, normalised))
+        return [Token("0" * 64, "prefetch")]
+
+
+def prefetched(
+    tokenizer: OprfTokenizer,
+    lines: Iterable[bytes],
+    convert: Callable[[Any, Any], Any],
+    parse: Callable[[bytes], Any],
+    chunk: int = 500,
+) -> Iterator[bytes]:
+    """``lines`` unchanged, each chunk's identifiers tokenised beforehand in batched requests.
+
+    ``convert(tokenizer, parse(line))`` is first run on every line of a chunk with a
+    recording stand-in tokenizer (errors are left for the real pass to report); what it
+    asked for is then fetched in requests of up to ``batch_size`` elements, so the real
+    pass finds every token in the cache instead of making one round trip per token.
+    """
+    pending: list[bytes] = []
+
+    def fetch() -> None:
+        recorder = _Recorder()
+        for line in pending:
+            with contextlib.suppress(Exception):  # the real pass reports the line's error
+                convert(recorder, parse(line))
+        if recorder.active:
+            tokenizer.tokens(recorder.active)
+        if recorder.lookup:
+            tokenizer.tokens(recorder.lookup, tokenizer.key_ids())
+
+    for line in lines:
+        pending.append(line)
+        if len(pending) >= chunk:
+            fetch()
+            yield from pending
+            pending = []
+    if pending:
+        fetch()
+        yield from pending
 
 
 def new_api_token() -> str:
