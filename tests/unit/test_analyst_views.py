@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -350,3 +351,12 @@ def test_dead_letter_rows_mask_values_and_name_the_agency() -> None:
     assert agency_of_topic("incidents.accepted") == agency_of_topic("correlation.blocks") == ""
     row = dead_letter_row([], None, None, T0, "deadletters", 1, 5)
     assert row[1:4] == ["", "unknown", ""] and row[5:9] == [-1, -1, None, None]
+
+
+def test_the_analyst_guide_queries_answer_on_the_scenario(twice: Client) -> None:
+    """Every query of the guide returns rows here (those of the cases part also run in
+    test_sink_verification), and those over the views do without FINAL."""
+    blocks = re.findall(r"```sql\n(.*?)```", (REPO_ROOT / "docs" / "analyst.md").read_text(), re.S)
+    assert len(blocks) >= 12
+    for sql in blocks:
+        assert twice.query(sql).result_rows, sql
