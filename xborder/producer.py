@@ -26,6 +26,7 @@ from xborder.codec import AvroCodec
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
 from xborder.geo import PLACEMENT_OTHER, PLACEMENT_OUTSIDE, PLACEMENT_OWN, jurisdictions_for
 from xborder.kafka_admin import missing_topics
+from xborder.pseudonym.detect import masked
 from xborder.schema_topic import publish_own_schemas
 from xborder.settings import Settings
 from xborder.topics import Topics
@@ -69,10 +70,11 @@ class EventEncoder:
         agency = event.get("agency")
         if agency != self.agency_id:
             raise InvalidRecordError(
-                f"agency: {agency!r} differs from the publisher's agency "
+                f"agency: {masked(agency)} differs from the publisher's agency "
                 f"{self.agency_id!r}; an agency publishes only its own events"
             )
         prepared = self.codec.from_json(record_name, event)
+        # raw identifiers refused, or redacted in ``prepared`` (XBORDER_CONTRACT__RAW_IDENTIFIERS)
         self.rules.check_incident(prepared, now or datetime.now(UTC))
         placement = self.placement(prepared)
         if placement not in (None, PLACEMENT_OWN):

@@ -37,6 +37,25 @@ class Topics:
         """Messages the worker could not accept, with the reason in headers."""
         return f"{self.prefix}deadletters"
 
+    def quarantine(self, agency_id: str) -> str:
+        """Messages of agency ``agency_id`` refused for a raw identifier (reason
+        ``raw-identifier``), with the original bytes: only that agency reads it, and it
+        keeps them for ``XBORDER_TOPICS__QUARANTINE_RETENTION_HOURS``, never the shared
+        ``deadletters``."""
+        return f"{self.prefix}quarantine.{agency_id}"
+
+    @property
+    def all_quarantine(self) -> list[str]:
+        return [self.quarantine(a) for a in self.agency_ids]
+
+    def agency_of_input(self, topic: str) -> str | None:
+        """The agency whose own input topic (``incidents.<agency>`` or ``verdicts.<agency>``)
+        ``topic`` is; None for any other topic."""
+        for agency in self.agency_ids:
+            if topic in (self.incidents(agency), self.verdicts(agency)):
+                return agency
+        return None
+
     @property
     def blocks(self) -> str:
         """Internal: batches of (blocking key, incident view) items, repartitioned by key."""
@@ -141,6 +160,10 @@ def ensure_project_topics(settings: Settings, topics: Topics) -> list[str]:
     created = ensure_topics(settings, topics.all_incidents, configs=INCIDENT_TOPIC_CONFIGS)
     created += ensure_topics(settings, topics.created_by_project())
     created += ensure_topics(settings, [topics.schemas], partitions=1, configs=SCHEMA_TOPIC_CONFIGS)
+    retention_ms = int(settings.topics.quarantine_retention_hours * 3_600_000)
+    created += ensure_topics(
+        settings, topics.all_quarantine, configs={"retention.ms": str(retention_ms)}
+    )
     return created + ensure_topics(settings, topics.single_partition(), partitions=1)
 
 

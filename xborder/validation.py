@@ -218,6 +218,39 @@ def check_raw_identifiers(value: dict[str, Any], policy: RawIdentifierPolicy) ->
     return changed
 
 
+_VERIFICATION_RULE = (
+    "verification text must not identify anyone (refer to the incident or the case); it is "
+    "refused, never redacted, because the agencies agree on the exact text"
+)
+
+
+def check_verification_input(record_name: str, value: dict[str, Any]) -> None:
+    """Refuse (always: an agreed text must not change under the agencies' feet) a Verdict,
+    CaseReport or IncidentRelease whose ids, free text or released details hold a raw
+    identifier; InvalidRecordError with reason ``raw-identifier``."""
+    short = record_name.rpartition(".")[2]
+    for name in ("target_id", "case_id", "conclusion_id"):
+        given = value.get(name)
+        if isinstance(given, str):
+            check_identifier(given, name)
+    for name in ("reason", "conclusion"):
+        given = value.get(name)
+        if isinstance(given, str):
+            check_text(given, name, "reject", rule=_VERIFICATION_RULE)
+    officer = value.get("officer_token")
+    if short in ("Verdict", "CaseReport") and officer is not None:
+        assert_token(officer, "officer_token")
+    incident = value.get("incident")
+    if isinstance(incident, dict) and isinstance(incident.get("incident_id"), str):
+        check_identifier(incident["incident_id"], "incident.incident_id")
+    details = value.get("details")
+    if isinstance(details, dict):
+        try:
+            check_raw_identifiers(details, "reject")
+        except InvalidRecordError as exc:
+            raise _fail("details", str(exc), RAW_IDENTIFIER) from exc
+
+
 def _check_subject(subject: dict[str, Any], where: str, policy: RawIdentifierPolicy) -> int:
     """A subject's token (always refused when not a token) and its descriptors and
     ``individual`` label (names looked for too) under ``policy``."""

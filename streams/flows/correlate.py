@@ -61,7 +61,7 @@ from streams.flows.verify import (
     is_lifecycle_message,
 )
 from xborder.codec import AvroCodec
-from xborder.deadletter import DeadLetter
+from xborder.deadletter import DeadLetter, route
 from xborder.geo import Jurisdictions
 from xborder.metrics import LATE_SOURCE_HEADER, LateMetrics
 from xborder.topics import Topics
@@ -631,10 +631,9 @@ def register(
                 "%s dead-lettered (%s): %s", letter.position, letter.reason, letter.error
             )
             counters["dead_letters"] += 1
+            topic, letter = route(letter, names)  # raw identifiers: quarantine.<agency>
             pending.append(
-                await producer.send(
-                    names.dead_letters, letter.key, letter.value, None, None, letter.headers()
-                )
+                await producer.send(topic, letter.key, letter.value, None, None, letter.headers())
             )
         return pending
 

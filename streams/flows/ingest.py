@@ -12,8 +12,8 @@ consumer group (``<app_id>-ingest``), and pays every Kafka cost per batch:
    trickle of events makes batches as few and as large as a backlog does, and no event
    waits much longer than the linger (the broker holds a fetch for half of one more);
 2. classify each (decode, validate); queue the accepted for ``incidents.accepted`` and
-   the rejected for ``deadletters``, route the batch into ``correlation.blocks``
-   messages and raise its border-zone alerts;
+   the rejected for ``deadletters`` (raw identifiers: ``quarantine.<agency>``), route
+   the batch into ``correlation.blocks`` messages and raise its border-zone alerts;
 3. send everything the batch produced as one record batch per topic partition
    (:class:`~streams.flows.outbox.Outbox`), wait for the acknowledgements, then commit
    the batch's offsets.
@@ -42,9 +42,10 @@ from streams.flows.correlate import Router, publish_alerts, publish_blocks, sour
 from streams.flows.outbox import Outbox
 from xborder import kafka_security
 from xborder.codec import AvroCodec
-from xborder.deadletter import SOURCE_HEADER, DeadLetter
+from xborder.deadletter import SOURCE_HEADER, DeadLetter, route
 from xborder.errors import InvalidRecordError, ServiceUnavailableError
 from xborder.metrics import IngestMetrics
+from xborder.pseudonym.detect import masked
 from xborder.pseudonym.tokens import check_key_ids
 from xborder.settings import Settings
 from xborder.topics import Topics
@@ -112,10 +113,13 @@ def classify(
         agency = decoded.value.get("agency")
         if topic.rpartition("incidents.")[2] != agency:
             raise InvalidRecordError(
-                f"agency {agency!r} published on {topic}; an agency writes only its own topic",
+                f"agency {masked(agency)} published on {topic}; an agency writes only its "
+                "own topic",
                 reason="invalid",
             )
-        rules.check_incident(decoded.value, timestamp_ms)
+        rules.check_key(key)
+        if rules.check_incident(decoded.value, timestamp_ms):  # raw identifiers redacted
+            value = codec.encode(decoded.record_name, decoded.value)
         check_key_ids(decoded.value.get("subjects"), accepted_key_ids)  # unknown-key
     except InvalidRecordError as exc:
         return DeadLetter(key, value, exc.reason, str(exc), topic, partition, offset)
@@ -407,10 +411,8 @@ class IngestLoop:
                     logger.warning(
                         "%s rejected (%s): %s", outcome.position, outcome.reason, outcome.error
                     )
-                    await outbox.send(
-                        names.dead_letters, outcome.key, outcome.value, None, None,
-                        outcome.headers(),
-                    )  # fmt: skip
+                    topic, letter = route(outcome, names)  # raw identifiers: quarantine
+                    await outbox.send(topic, letter.key, letter.value, None, None, letter.headers())
         if self.router is not None and accepted:
             by_partition, progress, alerts = self.router.route(accepted)
             if progress:

@@ -48,6 +48,7 @@ from xborder.codec import AvroCodec, Decoded
 from xborder.deadletter import DeadLetter
 from xborder.errors import InvalidRecordError
 from xborder.topics import Topics
+from xborder.validation import check_verification_input
 
 INPUT_RECORDS = frozenset(
     {"xborder.v1.Verdict", "xborder.v1.CaseReport", "xborder.v1.IncidentRelease"}
@@ -133,6 +134,10 @@ def read_input(
             f"{decoded.record_name} is not read from {topic}: an agency writes Verdict, "
             "CaseReport or IncidentRelease records there",
         )
+    try:
+        check_verification_input(decoded.record_name, decoded.value)  # raw identifiers
+    except InvalidRecordError as exc:
+        return exc.reason, str(exc)
     return agency, decoded
 
 

@@ -333,7 +333,8 @@ def _scan(text: str, start: int, end: int, found: list[Found]) -> None:
             if kind is not None:
                 _add_new(found, start + match.start() + a, start + match.start() + b, kind)
                 break
-    for match in _GLUED_PLATE.finditer(region.upper()):
+    # upper case only: lower-case hex (tokens, uuids) is full of plate-like stretches
+    for match in _GLUED_PLATE.finditer(region):
         _add_new(found, start + match.start(), start + match.end(), _kind_of(match.group()))
 
 
