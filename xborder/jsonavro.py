@@ -24,6 +24,7 @@ from typing import Any
 from fastavro.schema import SchemaParseException, parse_schema
 
 from xborder.errors import ConfigurationError, InvalidRecordError
+from xborder.pseudonym.detect import quoted
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 TIMESTAMP_LOGICAL_TYPES = frozenset({"timestamp-millis", "timestamp-micros"})
@@ -128,7 +129,7 @@ def _from_json(node: Any, value: Any, named: NamedTypes, path: str) -> Any:
         }
     if kind == "enum":
         if not isinstance(value, str) or value not in node["symbols"]:
-            raise _fail(path, f"{value!r} is not one of {', '.join(node['symbols'])}")
+            raise _fail(path, f"{quoted(value)} is not one of {', '.join(node['symbols'])}")
         return value
     if kind == "fixed":
         raw = _from_base64(value, path)
@@ -151,7 +152,7 @@ def _from_json_union(branches: list[Any], value: Any, named: NamedTypes, path: s
             return _from_json(branch, value, named, path)
         except InvalidRecordError as exc:
             errors.append(str(exc))
-    raise _fail(path, f"{value!r} fits no branch of the union: " + "; ".join(errors))
+    raise _fail(path, f"{quoted(value)} fits no branch of the union: " + "; ".join(errors))
 
 
 def _from_json_record(node: dict[str, Any], value: Any, named: NamedTypes, path: str) -> Any:
@@ -219,7 +220,7 @@ def _from_json_primitive(kind: str, logical: str | None, node: Any, value: Any, 
             try:
                 uuid.UUID(value)
             except ValueError as exc:
-                raise _fail(path, f"{value!r} is not a UUID") from exc
+                raise _fail(path, f"{quoted(value)} is not a UUID") from exc
         return value
     raise _fail(path, f"unsupported Avro type {kind!r}")
 
@@ -248,7 +249,9 @@ def parse_timestamp(value: str, path: str) -> datetime:
         "an ISO-8601 timestamp",
     )
     if moment.tzinfo is None:
-        raise _fail(path, f"{value!r} has no time zone; give UTC, e.g. '2026-03-19T08:00:00.000Z'")
+        raise _fail(
+            path, f"{quoted(value)} has no time zone; give UTC, e.g. '2026-03-19T08:00:00.000Z'"
+        )
     return moment.astimezone(UTC)
 
 
@@ -256,7 +259,7 @@ def _parse_iso(value: str, path: str, parse: Callable[[str], Any], what: str) ->
     try:
         return parse(value)
     except ValueError as exc:
-        raise _fail(path, f"{value!r} is not {what}") from exc
+        raise _fail(path, f"{quoted(value)} is not {what}") from exc
 
 
 def _parse_decimal(value: Any, node: dict[str, Any], path: str) -> Decimal:
@@ -265,7 +268,7 @@ def _parse_decimal(value: Any, node: dict[str, Any], path: str) -> Decimal:
     try:
         number = Decimal(str(value))
     except InvalidOperation as exc:
-        raise _fail(path, f"{value!r} is not a decimal number") from exc
+        raise _fail(path, f"{quoted(value)} is not a decimal number") from exc
     return number.quantize(Decimal(1).scaleb(-int(node.get("scale", 0))))
 
 

@@ -46,7 +46,7 @@ from xborder.errors import (
     XborderError,
 )
 from xborder.kafka_admin import missing_topics
-from xborder.pseudonym.detect import assert_token, find_identifier_in_text
+from xborder.pseudonym.detect import assert_token, find_identifier_in_text, quoted
 from xborder.settings import Settings
 from xborder.topics import Topics
 
@@ -131,7 +131,7 @@ def _now_ms() -> int:
 def _case_id(case_id: str) -> str:
     if not isinstance(case_id, str) or not case_id.strip() or case_id != case_id.strip():
         raise InvalidRecordError(
-            f"case_id: {case_id!r} is not a case id; copy it from 'xborder cases list'"
+            f"case_id: {quoted(case_id)} is not a case id; copy it from 'xborder cases list'"
         )
     return case_id
 
@@ -156,7 +156,7 @@ def _uuid(value: str, field_path: str) -> str:
     try:
         return str(uuid.UUID(value))
     except (ValueError, TypeError, AttributeError) as exc:
-        raise InvalidRecordError(f"{field_path}: {value!r} is not a UUID") from exc
+        raise InvalidRecordError(f"{field_path}: {quoted(value)} is not a UUID") from exc
 
 
 def verdict_record(

@@ -160,7 +160,7 @@ def assert_descriptors(descriptors: Mapping[str, Any], field_path: str) -> dict[
     """Return ``descriptors`` as a dict if no key or value identifies anyone, else raise."""
     checked: dict[str, str] = {}
     for key, value in descriptors.items():
-        where = f"{field_path}[{key!r}]"
+        where = f"{field_path}[{quoted(key)}]"
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidRecordError(f"{where}: descriptor keys and values must be text")
         description = find_identifier_in_text(key) or find_identifier_in_text(value)
@@ -443,3 +443,12 @@ def check_text(
         f"({len(found)} found in {len(value)} chars, not shown); {rule}",
         RAW_IDENTIFIER,
     )
+
+
+def quoted(value: object) -> str:
+    """``repr(value)`` when the detector finds no identifier in it (``'MURDER'``,
+    ``'yesterday'``: the producer's schema errors stay readable), else :func:`masked`."""
+    text = repr(value)
+    if len(text) > _MAX_WHOLE or find_identifiers(str(value), names=True):
+        return masked(value)
+    return text
