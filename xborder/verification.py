@@ -22,6 +22,7 @@ Reading back uses kafka-python consumers without a group (nothing is committed):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
 import logging
@@ -49,6 +50,7 @@ from xborder.kafka_admin import missing_topics
 from xborder.pseudonym.detect import assert_token, find_identifier_in_text, quoted
 from xborder.settings import Settings
 from xborder.topics import Topics
+from xborder.validation import check_verification_input
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +255,7 @@ def release_record(
     them the release only names the event."""
     if not isinstance(incident_id, str) or not incident_id.strip():
         raise InvalidRecordError("incident.incident_id: is empty; give the agency's incident id")
-    return {
+    record = {
         "event_id": _uuid(event_id, "event_id") if event_id else str(uuid.uuid4()),
         "agency": agency,
         "case_id": _case_id(case_id),
@@ -264,8 +266,10 @@ def release_record(
         },
         "released_at": _now_ms() if released_at_ms is None else released_at_ms,
         "audience": [],
-        "details": None if details is None else dict(details),
+        "details": None if details is None else copy.deepcopy(dict(details)),
     }
+    check_verification_input("IncidentRelease", record)  # raw identifiers: as the worker does
+    return record
 
 
 # -- sending ------------------------------------------------------------------------------
