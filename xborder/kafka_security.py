@@ -5,8 +5,9 @@ every client authenticates as a SCRAM-SHA-512 principal, and KRaft's
 ``StandardAuthorizer`` allows each principal only what :func:`acl_plan` grants:
 
 - an agency writes its own ``incidents.<agency>`` and ``verdicts.<agency>`` and reads
-  what is shared with it: its ``alerts.<agency>``, ``cases`` and ``verification`` (the
-  case events and the joint-verification record it takes part in). ``correlations``
+  what is shared with it: its ``alerts.<agency>`` and ``quarantine.<agency>``, ``cases``
+  and ``verification`` (the case events and the joint-verification record it takes part
+  in). ``correlations``
   (both incidents' details), ``incidents.accepted``, ``deadletters`` and the internal
   topics are not shared: details cross only through a release;
 - the worker alone reads the agency topics and writes the internal and output topics;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import ssl
@@ -34,6 +36,8 @@ from typing import Any
 
 from xborder.errors import ConfigurationError
 from xborder.settings import KafkaSettings, Settings
+
+logger = logging.getLogger(__name__)
 
 SERVICES = ("admin", "broker", "worker", "sink", "registry")
 """Principals besides the agencies: the super users first, then one per service."""
@@ -210,7 +214,9 @@ def as_service(settings: Settings, service: str) -> Settings:
     if not is_secure(kafka) or kafka.credentials_file is None:
         return settings
     if service not in read_credentials(kafka.credentials_file):
+        logger.info("the %s's Kafka clients authenticate as %r", service, principal(kafka).username)
         return settings
+    logger.info("the %s's Kafka clients authenticate as %r", service, service)
     return settings.with_overrides(**{"kafka.sasl_username": service, "kafka.sasl_password": None})
 
 
@@ -347,7 +353,8 @@ def acl_plan(settings: Settings, agency_ids: Sequence[str]) -> list[Grant]:
     for agency in t.agency_ids:
         topic(agency, t.incidents(agency), "WRITE", "DESCRIBE")
         topic(agency, t.verdicts(agency), "WRITE", "DESCRIBE")
-        for shared in (t.alerts(agency), t.cases, t.verification):
+        # its quarantine: its own events refused for a raw identifier, with their bytes
+        for shared in (t.alerts(agency), t.cases, t.verification, t.quarantine(agency)):
             topic(agency, shared, "READ", "DESCRIBE")
         # writer schemas: a forged value is refused on read (its key is its fingerprint)
         topic(agency, t.schemas, "READ", "WRITE", "DESCRIBE")
@@ -358,7 +365,7 @@ def acl_plan(settings: Settings, agency_ids: Sequence[str]) -> list[Grant]:
         topic(worker, name, "READ", "DESCRIBE")
     for name in (
         t.accepted, t.dead_letters, t.blocks, t.links, t.late, t.correlations, t.cases,
-        t.verification, t.schemas, *t.all_alerts,
+        t.verification, t.schemas, *t.all_alerts, *t.all_quarantine,
     ):  # fmt: skip
         topic(worker, name, "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS")
     # the Faust tables' changelogs, which the worker creates before it joins its group
