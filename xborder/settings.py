@@ -169,7 +169,7 @@ class CorrelationSettings(_Group):
     """Reports whose occurrence times differ more are never one occurrence (more than the
     15 min of full time weight)."""
     same_occurrence_threshold: float | None = None
-    """Same-occurrence score threshold; empty means the default (9.5)."""
+    """Same-occurrence score threshold; empty means the default (9.75)."""
 
 
 class VerificationSettings(_Group):
