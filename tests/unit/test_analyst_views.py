@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,10 +186,16 @@ def deliver(client: Client, wire: WireCodec, deliveries: list[Delivery]) -> None
 
 
 @pytest.fixture(scope="module")
-def twice(tmp_path_factory: pytest.TempPathFactory, store: SchemaStore) -> Iterator[Client]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's embedded ClickHouse directory (one per process): a database per test."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture(scope="module")
+def twice(data_dir: Path, store: SchemaStore) -> Iterator[Client]:
     """A database that received the scenario's first half, then (a restarted sink
     re-reading from the last commit it did not make) the whole scenario again."""
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("chdb"))
+    settings = load_settings(data_dir=data_dir, **{"clickhouse.database": "twice"})
     client = get_client(settings)
     wire = WireCodec(store)
     try:
@@ -360,3 +367,28 @@ def test_the_analyst_guide_queries_answer_on_the_scenario(twice: Client) -> None
     assert len(blocks) >= 12
     for sql in blocks:
         assert twice.query(sql).result_rows, sql
+
+
+def test_an_existing_database_gets_its_incidents_counted_when_it_migrates(
+    data_dir: Path, store: SchemaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 10 fills the materialized counts from the rows already stored."""
+    from xborder import clickhouse
+
+    settings = load_settings(data_dir=data_dir, **{"clickhouse.database": "upgraded"})
+    released = clickhouse.MIGRATIONS
+    before = tuple(m for m in released if m.version < 10)
+    monkeypatch.setattr(clickhouse, "MIGRATIONS", before)
+    client = get_client(settings)
+    try:
+        wire = WireCodec(store)
+        deliver(client, wire, [d for d in scenario(wire) if d[0].startswith("incidents.")])
+        monkeypatch.setattr(clickhouse, "MIGRATIONS", released)
+        assert clickhouse.migrate(client) == [m.version for m in released if m.version >= 10]
+        assert rows(client, "SELECT sum(incidents), sum(events) FROM daily_incident_counts") == [
+            (4, 4)
+        ]
+        assert rows(client, "SELECT sum(incidents) FROM daily_cell_counts") == [(4,)]
+        assert rows(client, "SELECT count() FROM incidents_current") == [(3,)]
+    finally:
+        client.close()
