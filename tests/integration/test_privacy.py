@@ -3,13 +3,14 @@ topic, ClickHouse table, log and data file for them.
 
 Two kinds of attempt, each with its own random identifiers:
 
-- through the producer library (redact policy): phones, national ID numbers, plates and a
-  name in every free-text and identifier-like field, and as subjects (tokenised). None of
-  them may appear anywhere, not even on the agency's own topic;
+- through the producer library (redact policy): phones, national ID numbers and plates in
+  every free-text and identifier-like field, a name in a descriptor, all of them as
+  subjects (tokenised). None may appear anywhere, not even on the agency's own topic;
 - around the library, as a producer of the agency's own that skips it: raw bytes on
-  ``incidents.<agency>`` and ``verdicts.<agency>`` with an identifier in one field each
-  (and in a Kafka key). The worker refuses each to ``quarantine.<agency>``; they may appear
-  only there and on the two topics that agency wrote itself.
+  ``incidents.<agency>`` and ``verdicts.<agency>`` with an identifier in one field each,
+  in an incident id, a Kafka key, a verdict's reason, a report's conclusion and released
+  details. The worker refuses each to ``quarantine.<agency>``; they may appear only there
+  and on the two topics that agency wrote itself.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ from xborder.samples import sample_events
 from xborder.schemas import SchemaStore
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
-from xborder.verification import Officer, report_record, verdict_record
+from xborder.verification import (
+    Officer,
+    release_record,
+    released_details,
+    report_record,
+    verdict_record,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -139,8 +146,15 @@ def _bypass_messages(
     verdict["reason"] = f"không phải chủ xe {raws[2]}"
     report = report_record(AGENCY, "a" * 64, "đã thống nhất", officer)
     report["conclusion"] = f"liên lạc qua {raws[0]}"
+    datum = codec.from_json("IncidentReported", template)
+    release = release_record(
+        AGENCY, "a" * 64, template["incident_id"], template["event_id"],
+        details=released_details(datum),
+    )  # fmt: skip
+    release["details"]["narrative"] = f"chủ xe {raws[1]}"
     verdicts = topics.verdicts(AGENCY)
-    for record_name, record in (("Verdict", verdict), ("CaseReport", report)):
+    records = (("Verdict", verdict), ("CaseReport", report), ("IncidentRelease", release))
+    for record_name, record in records:
         messages.append((verdicts, b"a" * 64, codec.encode(record_name, record)))
     return messages
 
