@@ -61,6 +61,7 @@ from xborder.kafka_admin import ensure_topics
 from xborder.liveness import Ownership, Watchdog
 from xborder.metrics import SinkMetrics
 from xborder.settings import Settings
+from xborder.sql_http import start_sql_http
 from xborder.topics import Topics
 from xborder.wire import codec_for
 
@@ -160,6 +161,7 @@ class SinkRunner:
             )
             watchdog = self._watchdog()
             consumer = None
+            sql_http = start_sql_http(self.settings)  # analysts' SQL on this engine
             try:
                 consumer = self.consumer = await self._start_consumer()
                 if consumer is None:
@@ -173,6 +175,8 @@ class SinkRunner:
                     watchdog.stop()
                 if consumer is not None:
                     await consumer.stop()
+                if sql_http is not None:
+                    sql_http.stop()
                 await loop.run_in_executor(clickhouse, client.close)
                 logger.info(
                     "sink stopped: %s rows written, %s undecodable skipped",

@@ -119,6 +119,24 @@ class ClickHouseSettings(_Group):
     """chDB data directory; empty means <data_dir>/clickhouse."""
 
 
+class SqlHttpSettings(_Group):
+    """ClickHouse's HTTP interface, served by the sink in embedded mode (analysts' SQL)."""
+
+    enabled: bool = True
+    """Serve it while the sink runs (embedded mode only: a server answers for itself)."""
+    host: str = "127.0.0.1"
+    """Address it binds to."""
+    port: int = Field(default=18123, ge=1, le=65535)
+    """Port it listens on (ClickHouse's own HTTP port is 8123)."""
+    users: SecretStr = SecretStr("default:")
+    """Comma-separated user:password pairs; every user is read-only. An empty password is
+    allowed on loopback only."""
+    max_concurrent_queries: int = Field(default=4, ge=1)
+    """Queries run at once; more wait for a slot."""
+    queue_timeout_s: float = Field(default=10.0, ge=0)
+    """How long a query waits for a slot before TOO_MANY_SIMULTANEOUS_QUERIES."""
+
+
 class ContractSettings(_Group):
     """Rules every event must meet beyond its schema (checked by producer and worker)."""
 
@@ -371,6 +389,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    sql_http: SqlHttpSettings = SqlHttpSettings()
     contract: ContractSettings = ContractSettings()
     correlation: CorrelationSettings = CorrelationSettings()
     verification: VerificationSettings = VerificationSettings()
