@@ -137,21 +137,15 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     from clickhouse_connect.driver.exceptions import DatabaseError
 
-    from xborder.clickhouse import get_client, query_rows
+    from xborder.sql_http import EngineError, query
 
-    client = get_client(settings)
     try:
-        columns, rows = query_rows(client, args.sql)
-    except DatabaseError as exc:
+        answer = query(settings, args.sql, args.format)
+    except (DatabaseError, EngineError) as exc:
         print(f"xborder query: error: {clickhouse_error(exc)}", file=sys.stderr)
         return 1
-    finally:
-        client.close()
-    if args.format == "json":
-        for row in rows:
-            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
-    else:
-        print_table(columns, rows, sys.stdout)
+    sys.stdout.buffer.write(answer)
+    sys.stdout.flush()
     return 0
 
 
@@ -378,7 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = sub.add_parser("query", help="run SQL against ClickHouse and print the result")
     query.add_argument("sql")
-    query.add_argument("--format", choices=["table", "json"], default="table")
+    query.add_argument(
+        "--format",
+        default="table",
+        help="table, csv, json (JSON lines), tsv or any ClickHouse output format; a FORMAT "
+        "clause in the SQL wins",
+    )
     query.set_defaults(handler=cmd_query)
 
     publish = sub.add_parser("publish", help="validate and publish JSON-lines events")

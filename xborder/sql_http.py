@@ -705,3 +705,73 @@ def start_sql_http(settings: Settings) -> SqlHttpServer | None:
         ", ".join(sorted(users)),
     )
     return SqlHttpServer(server).start()
+
+
+FORMAT_ALIASES = {
+    "table": "PrettyCompact",
+    "csv": "CSVWithNames",
+    "json": "JSONEachRow",
+    "tsv": "TabSeparatedWithNames",
+}
+"""``xborder query --format`` names; any other value is a ClickHouse format name."""
+
+
+def query(settings: Settings, sql: str, fmt: str = "PrettyCompact") -> bytes:
+    """Run one read-only statement where the data is and return the engine's bytes: on a
+    server when one is configured, else through the running sink's endpoint, else on the
+    embedded engine opened here. A ``FORMAT`` clause in ``sql`` wins over ``fmt``.
+    Raises EngineError (or the driver's DatabaseError) with ClickHouse's code."""
+    from xborder.clickhouse import get_client
+
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
+    if settings.clickhouse.url:
+        client = get_client(settings)
+        try:
+            return bytes(client.raw_query(sql, settings={"default_format": fmt}))
+        finally:
+            client.close()
+    users = parse_users(settings.sql_http.users.get_secret_value())
+    user, password = next(iter(users.items()))
+    if settings.sql_http.enabled:
+        answer = _via_endpoint(settings, sql, fmt, user, password)
+        if answer is not None:
+            return answer
+    client = get_client(settings)  # opens the engine, or says which process holds it
+    try:
+        engine = ReadOnlyEngine(settings.clickhouse_dir, settings.clickhouse.database)
+        return engine.run(sql, user, fmt).body
+    finally:
+        client.close()
+
+
+def _via_endpoint(settings: Settings, sql: str, fmt: str, user: str, password: str) -> bytes | None:
+    """The answer of the running sink's endpoint; None when no sink of this engine listens."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlencode
+
+    http = settings.sql_http
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
+    base = f"http://[{host}]:{http.port}" if ":" in host else f"http://{host}:{http.port}"
+    ours = engine_id(settings.clickhouse_dir, settings.clickhouse.database)
+    try:
+        with urllib.request.urlopen(f"{base}/ping", timeout=2) as ping:
+            if ping.headers.get(ENGINE_HEADER) != ours:
+                return None  # another sink's engine on this port
+    except (OSError, ValueError):
+        return None
+    request = urllib.request.Request(
+        f"{base}/?{urlencode({'default_format': fmt})}",
+        data=sql.encode(),
+        method="POST",
+        headers={"X-ClickHouse-User": user, "X-ClickHouse-Key": password},
+    )
+    try:
+        with urllib.request.urlopen(request) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode("utf-8", "replace").strip()
+        code = exc.headers.get("X-ClickHouse-Exception-Code")
+        raise EngineError(int(code) if code and code.isdigit() else 0, text) from exc
+    except OSError:
+        return None  # the sink stopped meanwhile: open the engine here
