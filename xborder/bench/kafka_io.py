@@ -31,9 +31,11 @@ async def _publish(
     messages: Sequence[Message],
     rate: float | None,
     progress: Callable[[int], None] | None,
+    security: dict[str, Any] | None = None,
 ) -> list[float]:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **(security or {}),
         acks="all",
         enable_idempotence=True,
         linger_ms=10 if rate else 20,
@@ -66,16 +68,24 @@ def publish(
     messages: Sequence[Message],
     rate: float | None = None,
     progress: Callable[[int], None] | None = None,
+    security: dict[str, Any] | None = None,
 ) -> list[float]:
-    """Publish all messages (as fast as possible, or at ``rate`` per second); send times."""
-    return asyncio.run(_publish(bootstrap, messages, rate, progress))
+    """Publish all messages (as fast as possible, or at ``rate`` per second); send times
+    (``security``: aiokafka options from :mod:`xborder.kafka_security`)."""
+    return asyncio.run(_publish(bootstrap, messages, rate, progress, security))
 
 
 async def _raw_floor(
-    bootstrap: str, topics: Sequence[str], partitions: int, total: int, schema: Any
+    bootstrap: str,
+    topics: Sequence[str],
+    partitions: int,
+    total: int,
+    schema: Any,
+    security: dict[str, Any] | None = None,
 ) -> float:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **(security or {}),
         enable_auto_commit=False,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -107,16 +117,27 @@ async def _raw_floor(
 
 
 def raw_floor(
-    bootstrap: str, topics: Sequence[str], partitions: int, total: int, schema: Any
+    bootstrap: str,
+    topics: Sequence[str],
+    partitions: int,
+    total: int,
+    schema: Any,
+    security: dict[str, Any] | None = None,
 ) -> float:
     """Events/s of a bare consumer that only fetches and Avro-decodes ``topics``."""
-    return asyncio.run(_raw_floor(bootstrap, topics, partitions, total, schema))
+    return asyncio.run(_raw_floor(bootstrap, topics, partitions, total, schema, security))
 
 
 async def _collect(
-    bootstrap: str, topics: Sequence[str], stop: asyncio.Event, out: list[tuple[float, bytes]]
+    bootstrap: str,
+    topics: Sequence[str],
+    stop: asyncio.Event,
+    out: list[tuple[float, bytes]],
+    security: dict[str, Any] | None = None,
 ) -> None:
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="latest", **(security or {})
+    )
     await consumer.start()
     try:
         while not stop.is_set():
@@ -131,8 +152,11 @@ async def _collect(
 class Collector:
     """Receives the key of every message of ``topics`` (from now on), with its arrival time."""
 
-    def __init__(self, bootstrap: str, topics: Sequence[str]) -> None:
+    def __init__(
+        self, bootstrap: str, topics: Sequence[str], security: dict[str, Any] | None = None
+    ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topics = list(topics)
         self.received: list[tuple[float, bytes]] = []
         self._loop = asyncio.new_event_loop()
@@ -145,7 +169,7 @@ class Collector:
         def run() -> None:
             asyncio.set_event_loop(self._loop)
             self._loop.run_until_complete(
-                _collect(self.bootstrap, self.topics, self._stop, self.received)
+                _collect(self.bootstrap, self.topics, self._stop, self.received, self.security)
             )
 
         self._thread = threading.Thread(target=run, name="collector", daemon=True)

@@ -73,8 +73,11 @@ def require_broker(settings: Settings) -> int | None:
     (to meter its CPU), taken before a run moves ``data_dir`` to its own directory."""
     from xborder.errors import ServiceUnavailableError
     from xborder.kafka_admin import broker_accepts_requests
+    from xborder.kafka_security import kafka_python
 
-    if not broker_accepts_requests(settings.kafka.bootstrap_servers):
+    if not broker_accepts_requests(
+        settings.kafka.bootstrap_servers, security=kafka_python(settings)
+    ):
         raise ServiceUnavailableError(
             f"no Kafka broker answers at {settings.kafka.bootstrap_servers}; start one with "
             "'xborder kafka up' (or set XBORDER_KAFKA__BOOTSTRAP_SERVERS)"

@@ -32,6 +32,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from xborder import kafka_security
 from xborder.agencies import load_agencies
 from xborder.bench import chart
 from xborder.bench.kafka_io import Collector, Message, publish, raw_floor
@@ -112,9 +113,12 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
     agencies = load_agencies(settings.agencies_config)
     jurisdictions = jurisdictions_for(agencies)
     topics = Topics.from_settings(settings, agencies)
+    if kafka_security.is_secure(settings):  # this run's topics, groups and app id
+        kafka_security.provision(settings, list(agencies.ids))
     ensure_project_topics(settings, topics)
     codec = codec_for(settings)
     bootstrap = settings.kafka.bootstrap_servers
+    security = kafka_security.aiokafka(settings)
     say = _printer()
 
     # 1. scenario
@@ -158,14 +162,16 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
         cpu.start()
         started = time.monotonic()
         with tqdm(total=len(messages), desc="publishing", unit="ev", file=sys.stderr) as bar:
-            publish(bootstrap, messages, progress=lambda n: bar.update(n - bar.n))
+            publish(bootstrap, messages, None, lambda n: bar.update(n - bar.n), security)
             bar.update(len(messages) - bar.n)
         published_s = time.monotonic() - started
         last = (started, 0)
         deadline = started + params.timeout_s
         while True:
             pipeline.check_alive()
-            lag = group_lag(bootstrap, settings.worker.ingest_group_id, topics.all_incidents)
+            lag = group_lag(
+                bootstrap, settings.worker.ingest_group_id, topics.all_incidents, security
+            )
             done = len(messages) - lag
             now = time.monotonic()
             if now > last[0]:
@@ -187,6 +193,7 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
             settings.topics.partitions,
             len(messages),
             codec.store.current("IncidentReported").parsed,
+            security,
         )
         # 4. latency at a fixed offered load
         latency_ms = _measure_latency(settings, topics, codec, border_docs, params)
@@ -265,9 +272,12 @@ def _measure_latency(
         )
         for doc in fresh
     ]
-    collector = Collector(settings.kafka.bootstrap_servers, topics.all_alerts)
+    security = kafka_security.aiokafka(settings)
+    collector = Collector(settings.kafka.bootstrap_servers, topics.all_alerts, security)
     collector.start()
-    sent_at = publish(settings.kafka.bootstrap_servers, messages, rate=params.latency_rate)
+    sent_at = publish(
+        settings.kafka.bootstrap_servers, messages, rate=params.latency_rate, security=security
+    )
     expected = {
         alert_id("BORDER_ZONE_INCIDENT", doc["agency"], doc["incident_id"]).encode(): t
         for doc, t in zip(fresh, sent_at, strict=True)
