@@ -45,6 +45,7 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from xborder import kafka_security
 from xborder.agencies import load_agencies
 from xborder.bench.probes import broker_pid, cpu_seconds
 from xborder.clickhouse import get_client
@@ -256,9 +257,15 @@ def _verification(
     ]
 
 
-async def _publish(bootstrap: str, prefix: str, messages: list[Message]) -> None:
+async def _publish(
+    bootstrap: str, prefix: str, messages: list[Message], security: dict[str, Any] | None = None
+) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=256 * 1024,
+        **(security or {}),
     )
     await producer.start()
     try:
@@ -270,7 +277,10 @@ async def _publish(bootstrap: str, prefix: str, messages: list[Message]) -> None
 
 
 def publish(settings: Settings, messages: list[Message]) -> None:
-    asyncio.run(_publish(settings.kafka.bootstrap_servers, settings.topics.prefix, messages))
+    security = kafka_security.aiokafka(settings)
+    asyncio.run(
+        _publish(settings.kafka.bootstrap_servers, settings.topics.prefix, messages, security)
+    )
 
 
 class Progress:
@@ -278,8 +288,11 @@ class Progress:
 
     def __init__(self, settings: Settings, topics: list[str]) -> None:
         self.group = settings.sink.group_id
-        self.admin = admin_client(settings.kafka.bootstrap_servers)
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+        security = kafka_security.kafka_python(settings)
+        self.admin = admin_client(settings.kafka.bootstrap_servers, security=security)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka.bootstrap_servers, **security
+        )
         self.partitions = [
             TopicPartition(t, p)
             for t in topics

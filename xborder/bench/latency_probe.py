@@ -145,6 +145,8 @@ async def _watch(config: ProbeConfig, ready: Any, stop: Any, publish_start: Any)
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from xborder import kafka_security
+
     bootstrap = config.settings.kafka.bootstrap_servers
     outputs = [config.correlations, config.cases, *config.alerts]
     collector = AIOKafkaConsumer(
@@ -152,9 +154,14 @@ async def _watch(config: ProbeConfig, ready: Any, stop: Any, publish_start: Any)
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
         client_id="xborder-latency-collector",
+        **(security := kafka_security.aiokafka(config.settings)),
     )
-    offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="xborder-latency-offsets")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="xborder-latency-admin")
+    offsets = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, client_id="xborder-latency-offsets", **security
+    )
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="xborder-latency-admin", **security
+    )
     await collector.start()
     await offsets.start()
     await admin.start()
