@@ -545,6 +545,7 @@ def command(settings: Settings, action: str, apply: bool, show: str | None = Non
     agency_ids = list(load_agencies(settings.agencies_config).ids)
     if action == "certs":
         written = make_certs(security_dir(settings), [settings.local_kafka.host])
+        broker_keystore(security_dir(settings))  # what a broker outside 'kafka up' reads
         names = principals(agency_ids)
         ensure_credentials(credentials_path(settings), names)
         state = f"made {len(written)} files" if written else "kept the existing CA and certificate"
