@@ -204,7 +204,7 @@ class FaultRun:
 
     def start(self) -> None:
         self.pipeline.start()
-        self.pipeline.wait_until_settled()
+        self.pipeline.wait_until_settled(quiet_s=1.5)
 
     def publish(self, messages: list[Message]) -> None:
         publish(self.bootstrap, messages)

@@ -38,7 +38,7 @@ def test_broker_stop_and_start_while_everything_runs(
     try:
         run = FaultRun(settings, fault_documents)
         run.start()
-        run.publish_paced(seconds=10)
+        run.publish_paced(seconds=8)
         time.sleep(2)
         kafka.down()  # a clean broker shutdown, as a rolling restart does
         time.sleep(DOWN_S)
