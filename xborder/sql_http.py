@@ -160,6 +160,7 @@ _ERROR_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*$")
 _IN_SCOPE = re.compile(
     r"\.?\s*: In scope SELECT formatQuery\(.*(\([A-Z][A-Z0-9_]*\))\s*$", re.DOTALL
 )
+_VERSION = re.compile(r"\s*\(version [^)]*\)\s*$")
 _AST_LINE = re.compile(r"^( *)(\S.*)$")
 
 FORBIDDEN = frozenset({"ACCESS_DENIED", "AUTHENTICATION_FAILED", "UNKNOWN_USER", "WRONG_PASSWORD"})
@@ -770,7 +771,7 @@ def _via_endpoint(settings: Settings, sql: str, fmt: str, user: str, password: s
         with urllib.request.urlopen(request) as response:
             return bytes(response.read())
     except urllib.error.HTTPError as exc:
-        text = exc.read().decode("utf-8", "replace").strip()
+        text = _VERSION.sub("", exc.read().decode("utf-8", "replace").strip())
         code = exc.headers.get("X-ClickHouse-Exception-Code")
         raise EngineError(int(code) if code and code.isdigit() else 0, text) from exc
     except OSError:
