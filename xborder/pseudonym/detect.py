@@ -23,6 +23,7 @@ because street, ward and commune names are often a person's name (``Nguyễn Tr�
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -194,6 +195,8 @@ _TEXT_WORD = re.compile(r"[^\s,;:!?\"\u201c\u201d\u2018\u2019_|=&*]+")
 # what a word of a written identifier may hold: digits, plate letters, separators
 _IDENTIFIER_WORD = re.compile(r"[0-9A-Za-zĐđ.+()\-]+")
 _CANDIDATE = re.compile(r"[0-9A-Za-zĐđ.+()\s\-]+")
+_PLATE_SHAPE = re.compile(r"[1-9][0-9][A-ZĐÐ]{1,2}[0-9]{4,6}")
+"""A plate without separators (``65B123456``, ``29MĐ112345``)."""
 _MAX_GROUP: Final = 5
 _DIGIT_SEPARATORS: Final = " .()+"
 _COUNTRY_CODE = re.compile(r"^\s*\(?(?:\+|00)?84\)?")
@@ -212,6 +215,11 @@ _SURNAMES: Final = frozenset(
 _MAX_NAME_WORDS: Final = 5
 # six digits, each at most four characters from the next ("+84 (0) 912", "65 B 1-234")
 _DENSE = re.compile(r"\d(?:\D{0,4}\d){5,}")
+_HEX_ID = re.compile(
+    r"(?<![0-9A-Za-z])(?=[0-9-]*[A-Fa-f])(?:[0-9A-Fa-f]{8}(?:-?[0-9A-Fa-f]{4}){3}-?[0-9A-Fa-f]{12}"
+    r"|[0-9A-Fa-f]{16,})(?![0-9A-Za-z])"
+)
+"""A uuid (with or without hyphens, either case) or a hex hash: never a raw identifier."""
 _MAX_WHOLE: Final = 40
 """Longest text checked as one identifier as a whole (the longest spelling is ~25)."""
 
@@ -229,6 +237,13 @@ class Found:
 
 def _kind_of(text: str) -> tuple[str, str] | None:
     """(label, description) of what ``text`` as a whole reads as, or None."""
+    compact = _PHONE_PUNCTUATION.sub("", text)
+    # the shapes the normalisers accept, checked first: they cost microseconds each, and
+    # most windows of a text are none of them
+    if not (
+        compact.lstrip("+").isdigit() and 9 <= len(compact) <= 16
+    ) and not _PLATE_SHAPE.fullmatch(compact.upper()):
+        return None
     if "-" in text and any(
         _digits(group) > _MAX_GROUP and group.strip(_DIGIT_SEPARATORS).isdigit()
         for group in _COUNTRY_CODE.sub("", text).split("-")
@@ -237,8 +252,7 @@ def _kind_of(text: str) -> tuple[str, str] | None:
     for description in identifier_kinds(text):
         label = next((lab for word, lab in _LABELS if word in description), "IDENTIFIER")
         return label, description
-    digits = _PHONE_PUNCTUATION.sub("", text)
-    if len(digits) == 9 and digits.isdigit() and digits[0] in "5789":
+    if len(compact) == 9 and compact.isdigit() and compact[0] in "5789":
         return "PHONE", "a mobile number without its leading 0"
     return None
 
@@ -263,7 +277,26 @@ def _digits(text: str) -> int:
 def find_identifiers(text: str, names: bool = False) -> list[Found]:
     """Every plate, phone and national ID number in ``text`` (with ``names``, also what
     reads as a Vietnamese full name), in order, not overlapping."""
+    if len(text) <= _MAX_CACHED:
+        return list(_find_cached(text, names))
+    return _find(text, names)
+
+
+_MAX_CACHED: Final = 128
+"""Texts up to this length are remembered: ids, keys, source systems, units, descriptors
+and tags repeat across an incident's events and a batch (an id is checked as the event's
+``incident_id`` and again as its Kafka key)."""
+
+
+@functools.lru_cache(maxsize=16384)
+def _find_cached(text: str, names: bool) -> tuple[Found, ...]:
+    return tuple(_find(text, names))
+
+
+def _find(text: str, names: bool) -> list[Found]:
     found: list[Found] = []
+    if _HEX_ID.search(text):  # uuids and hashes are full of plate-like stretches
+        text = _HEX_ID.sub(lambda m: " " * len(m.group()), text)
     stripped = text.strip()
     whole = _kind_of(stripped) if len(stripped) <= _MAX_WHOLE and _dense(stripped) else None
     if whole is not None:
