@@ -1,10 +1,10 @@
 """Dead letters: what a rejected message carries so an operator can see why and replay it.
 
 Most go to the shared ``deadletters`` topic. A message refused because it carries a raw
-identifier (reason ``raw-identifier``), or whose bytes hold one whatever the reason, goes
-instead to ``quarantine.<agency>`` of the agency that wrote it (:func:`route`): only that
-agency reads it, and it keeps messages for a short time. Its error text never quotes
-the value (:func:`xborder.pseudonym.detect.masked`).
+identifier (reason ``raw-identifier``), or a record refused for another reason whose
+bytes hold one, goes instead to ``quarantine.<agency>`` of the agency that wrote it
+(:func:`route`): only that agency reads it, and it keeps messages for a short time. Its
+error text never quotes the value (:func:`xborder.pseudonym.detect.masked`).
 """
 
 from __future__ import annotations
@@ -62,6 +62,11 @@ _HEX_IDS = re.compile(r"[0-9a-fA-F]{32,}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0
 """Tokens and uuids: checked by the contract, and full of digit stretches."""
 
 
+UNREAD_REASONS = frozenset({"undecodable", "unknown-schema", "oversized", "empty"})
+"""Reasons of messages that were never read as records: their bytes are not swept (random
+bytes hold digit runs that read as identifiers now and then)."""
+
+
 def holds_raw_identifier(data: bytes | None) -> bool:
     """Whether the text runs of ``data`` (a key or Avro bytes) hold a phone, national ID
     number or plate: a dead letter refused for another reason may still carry one."""
@@ -74,12 +79,14 @@ def holds_raw_identifier(data: bytes | None) -> bool:
 def route(letter: DeadLetter, topics: Topics) -> tuple[str, DeadLetter]:
     """Where ``letter`` goes, and what it carries there.
 
-    A raw-identifier dead letter of an agency's own topic (or one whose key or bytes hold
-    an identifier) goes whole to ``quarantine.<agency>``; one from another topic, where no
-    single agency owns it, goes to ``deadletters`` without its key and bytes. Every other
-    dead letter goes to ``deadletters`` as it is."""
+    A raw-identifier dead letter of an agency's own topic, or a record refused there for
+    another reason whose key or bytes hold an identifier, goes whole to
+    ``quarantine.<agency>``; one from another topic, where no single agency owns it, goes
+    to ``deadletters`` without its key and bytes. Every other dead letter goes to
+    ``deadletters`` as it is."""
     quarantined = letter.reason == RAW_IDENTIFIER or (
-        holds_raw_identifier(letter.key) or holds_raw_identifier(letter.value)
+        letter.reason not in UNREAD_REASONS
+        and (holds_raw_identifier(letter.key) or holds_raw_identifier(letter.value))
     )
     if not quarantined:
         return topics.dead_letters, letter
