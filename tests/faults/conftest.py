@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port_pair
-from tests.faults.harness import RECORDS, FaultRun, Outcome, scenario_documents
+from tests.faults.harness import RECORDS, FaultRecord, FaultRun, Outcome, scenario_documents
 from xborder.settings import Settings
 
 FAULT_SETTINGS: dict[str, Any] = {
@@ -62,13 +62,17 @@ def baseline(fault_settings: Callable[..., Settings], fault_documents: list[Any]
     try:
         run.start()
         run.publish(run.messages)
-        run.drain()
+        drain_s = run.drain()
         lags, outcome = run.finish()
     finally:
         run.pipeline.stop()
     assert lags == {"ingest": 0, "correlation": 0, "sink": 0}, lags
     assert outcome.rows["correlations"] and outcome.rows["cases_current"]
     assert outcome.rows["alert ids"] and len(outcome.rows["incidents"]) > 1_000
+    raw = sum(outcome.raw_duplicates.values())
+    RECORDS.append(
+        FaultRecord("none (the baseline; drain time)", 0, 0, 0, 0, drain_s, raw, outcome.too_late)
+    )
     return outcome
 
 
@@ -79,10 +83,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fault table")
     write(
         f"{'fault':<44} {'injected':>8} {'lost':>5} {'dup':>4} {'diff':>5} "
-        f"{'recovery s':>10} {'raw dup':>8}"
+        f"{'recovery s':>10} {'raw dup':>8} {'too late':>8}"
     )
     for r in RECORDS:
         write(
             f"{r.fault:<44} {r.injected:>8} {r.lost:>5} {r.duplicated:>4} {r.differing:>5} "
-            f"{r.recovery_s:>10.1f} {r.raw_duplicates:>8}"
+            f"{r.recovery_s:>10.1f} {r.raw_duplicates:>8} {r.too_late:>8}"
         )

@@ -21,7 +21,7 @@ from tests.integration.test_correlation import _messages
 from xborder.agencies import load_agencies
 from xborder.bench.kafka_io import Message, publish
 from xborder.clickhouse import get_client
-from xborder.kafka_admin import group_lag
+from xborder.kafka_admin import group_lag, topic_sizes
 from xborder.pipeline import Pipeline
 from xborder.scenario import ScenarioConfig, generate_scenario, iter_events
 from xborder.settings import Settings
@@ -113,6 +113,8 @@ class Outcome:
     """Rows an analysts' view, or a table read with FINAL, shows more than once."""
     raw_duplicates: dict[str, int]
     """Rows a plain SELECT (no FINAL) shows beyond one per id, not yet merged away."""
+    too_late: int = 0
+    """Events the correlator refused as too late (messages on ``correlation.late``)."""
 
 
 @dataclass
@@ -198,6 +200,8 @@ class FaultRecord:
     """From the end of the (last) fault to every group having committed everything."""
     raw_duplicates: int
     """Rows a plain SELECT shows twice until ClickHouse merges them (informational)."""
+    too_late: int
+    """Events the correlator set aside as too late (re-read after a fault, informational)."""
 
 
 RECORDS: list[FaultRecord] = []
@@ -313,8 +317,11 @@ class FaultRun:
     def finish(self) -> tuple[dict[str, int], Outcome]:
         """Lags after the drain, then stop everything and read what ClickHouse holds."""
         lags = self.lags()
+        late = sum(topic_sizes(self.bootstrap, [self.topics.late]).values())
         self.pipeline.stop()
-        return lags, read_outcome(self.settings)
+        outcome = read_outcome(self.settings)
+        outcome.too_late = late
+        return lags, outcome
 
 
 def record(
@@ -336,6 +343,7 @@ def record(
         diff.differing,
         round(recovery_s, 1),
         sum(outcome.raw_duplicates.values()),
+        outcome.too_late,
     )
     RECORDS.append(line)
     assert lags == {"ingest": 0, "correlation": 0, "sink": 0}, lags
