@@ -135,6 +135,8 @@ class SqlHttpSettings(_Group):
     """Queries run at once; more wait for a slot."""
     queue_timeout_s: float = Field(default=10.0, ge=0)
     """How long a query waits for a slot before TOO_MANY_SIMULTANEOUS_QUERIES."""
+    nice: int = Field(default=19, ge=0, le=19)
+    """OS priority (nice) of analysts' query threads, so the sink's writes come first."""
 
 
 class ContractSettings(_Group):

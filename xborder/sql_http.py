@@ -65,6 +65,13 @@ SYNTAX_ERROR = 62
 TOO_MANY_SIMULTANEOUS_QUERIES = 202
 UNSUPPORTED_METHOD = 1
 
+MARKER = "/* xborder sql_http */"
+"""Opens every analyst statement the engine runs, so that :meth:`ReadOnlyEngine.cancel`
+finds them in ``system.processes``."""
+ABORTED = 236
+STOP_WAIT_S = 10.0
+"""How long the sink's shutdown waits for cancelled analyst statements to end."""
+
 MAX_QUERY_BYTES = 16 * 1024 * 1024
 """Longest query text (with any body) a request may carry."""
 
@@ -356,7 +363,7 @@ class ReadOnlyEngine:
     """Runs analysts' statements on the process's embedded engine, read-only, each on a
     chDB connection of its own."""
 
-    def __init__(self, path: str | Path, database: str) -> None:
+    def __init__(self, path: str | Path, database: str, nice: int = 0) -> None:
         import chdb
 
         self._connect = chdb.connect
@@ -364,6 +371,11 @@ class ReadOnlyEngine:
         """The engine's directory, spelled as clickhouse-connect's chdb:// client opens it
         (chDB compares paths literally)."""
         self.database = database
+        self.nice = nice
+        """OS priority of the queries' threads (ClickHouse's ``os_thread_priority``)."""
+        self.running = 0
+        """Statements running now."""
+        self.idle = threading.Condition()
         conn = self._connect(self.path)
         try:
             row = conn.query("SELECT version(), timezone()", "TabSeparated").bytes().decode()
@@ -382,6 +394,8 @@ class ReadOnlyEngine:
     ) -> Result:
         """The statement's result, formatted by the engine; EngineError when it fails or
         is refused."""
+        with self.idle:
+            self.running += 1
         conn = self._connect(self.path)
         try:
             try:
@@ -394,6 +408,8 @@ class ReadOnlyEngine:
                         raise EngineError.of(36, "BAD_ARGUMENTS", f"Invalid setting name {name!r}")
                     quoted = value.replace("\\", "\\\\").replace("'", "\\'")
                     conn.query(f"SET {name} = '{quoted}'", "TabSeparated")
+                if self.nice:  # after the client's settings: the sink's writes come first
+                    conn.query(f"SET os_thread_priority = {int(self.nice)}", "TabSeparated")
                 # one statement: chDB runs every statement of a multi-statement text
                 try:
                     conn.query(
@@ -406,7 +422,8 @@ class ReadOnlyEngine:
                     raise EngineError(error.code, _IN_SCOPE.sub(r". \1", error.text)) from exc
                 ast = conn.query(f"EXPLAIN AST {sql}", "TabSeparated", params=params or {})
                 own_format = check_statement(_ast(ast.bytes().decode("utf-8", "replace")), user)
-                result = conn.query(sql, fmt, params=params or {})
+                # the marker lets cancel() find it (the syntax was checked without it)
+                result = conn.query(f"{MARKER}\n{sql}", fmt, params=params or {})
             except EngineError:
                 raise
             except Exception as exc:
@@ -414,6 +431,22 @@ class ReadOnlyEngine:
             return Result(result.bytes() or b"", own_format or fmt, _summary(result))
         finally:
             conn.close()
+            with self.idle:
+                self.running -= 1
+                self.idle.notify_all()
+
+    def cancel(self, timeout_s: float) -> bool:
+        """Cancel the statements running now and wait for them to end (a process must not
+        exit while chDB runs a query); False when some still run after ``timeout_s``."""
+        conn = self._connect(self.path)
+        try:
+            conn.query(f"KILL QUERY WHERE startsWith(query, '{MARKER}') ASYNC", "TabSeparated")
+        except Exception as exc:  # nothing to kill, or the engine is going: wait anyway
+            logger.debug("cancelling analysts' queries: %s", exc)
+        finally:
+            conn.close()
+        with self.idle:
+            return self.idle.wait_for(lambda: self.running == 0, timeout_s)
 
 
 def _summary(result: Any) -> dict[str, str]:
@@ -476,6 +509,7 @@ class _Server(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(max_queries)
         self.queue_timeout_s = queue_timeout_s
         self.engine_id = engine_id(engine.path, engine.database)
+        self.stopping = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -599,6 +633,8 @@ class _Handler(BaseHTTPRequestHandler):
         return user
 
     def _run(self, sql: str, user: str, params: dict[str, str]) -> Result:
+        if self.server.stopping:
+            raise EngineError.of(ABORTED, "ABORTED", "The sink is shutting down")
         if not self.server.slots.acquire(timeout=self.server.queue_timeout_s):
             raise EngineError.of(
                 TOO_MANY_SIMULTANEOUS_QUERIES,
@@ -667,9 +703,13 @@ class SqlHttpServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening, cancel the statements running and wait for them to end."""
+        self._server.stopping = True
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        if not self._server.engine.cancel(STOP_WAIT_S):
+            logger.warning("analysts' queries still run after %.0f s of shutdown", STOP_WAIT_S)
 
 
 def start_sql_http(settings: Settings) -> SqlHttpServer | None:
@@ -685,7 +725,7 @@ def start_sql_http(settings: Settings) -> SqlHttpServer | None:
             f"the SQL endpoint would listen on {http.host} with a user without a password; "
             "give every user in XBORDER_SQL_HTTP__USERS a password, or bind it to 127.0.0.1"
         )
-    engine = ReadOnlyEngine(settings.clickhouse_dir, settings.clickhouse.database)
+    engine = ReadOnlyEngine(settings.clickhouse_dir, settings.clickhouse.database, http.nice)
     try:
         server = _Server(
             (http.host, http.port), engine, users, http.max_concurrent_queries, http.queue_timeout_s
