@@ -301,6 +301,8 @@ def test_agencies_publish_the_worker_correlates_the_sink_stores_an_agency_reads_
     )
     assert "the sink's Kafka clients authenticate as 'sink'" in (logs / "sink.log").read_text()
 
+    assert_no_password_leaked(settings, secure)
+
     cantho = as_principal(settings, "cantho")
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers, **kafka_security.kafka_python(cantho)
@@ -320,6 +322,28 @@ def test_agencies_publish_the_worker_correlates_the_sink_stores_an_agency_reads_
         assert read == sum(end.values())
     finally:
         consumer.close(autocommit=False)
+
+
+def assert_no_password_leaked(settings: Settings, broker: Settings) -> None:
+    """No password of any principal in any log, store, table or topic file of the run or
+    of the broker, but in the credentials file and the broker's own config (both 600)."""
+    secrets = kafka_security.read_credentials(kafka_security.credentials_path(settings))
+    needles = [p.encode() for p in secrets.values()]
+    allowed = {
+        kafka_security.credentials_path(settings),
+        broker.kafka_data_dir / "server.properties",
+    }
+    roots = [settings.data_dir, broker.kafka_data_dir]
+    leaks = [
+        str(path)
+        for root in roots
+        for path in root.rglob("*")
+        if path.is_file() and path not in allowed
+        and any(n in path.read_bytes() for n in needles)
+    ]  # fmt: skip
+    assert leaks == []
+    for path in allowed:
+        assert path.stat().st_mode & 0o077 == 0
 
 
 def test_each_service_takes_its_own_principal(secure: Settings) -> None:
