@@ -83,7 +83,6 @@ READING_STATEMENTS = (
     "Show",
     "Describe",
     "Exists",
-    "Set",
     "UseQuery",
 )
 """Kinds of statement (the root of ``EXPLAIN AST``) an analyst may run; ``Set`` and
@@ -327,7 +326,7 @@ def check_statement(ast: list[tuple[int, str]], user: str) -> str | None:
             f"{user}: Not enough privileges. To execute this query, it's necessary to "
             "have the grant KILL QUERY ON *.*",
         )
-    if not kind.startswith(READING_STATEMENTS):
+    if not (kind.startswith(READING_STATEMENTS) or kind == "Set"):
         raise EngineError.of(READONLY, "READONLY", f"{user}: Cannot execute query in readonly mode")
     fmt = None
     if kind.startswith(("SelectWithUnionQuery", "SelectIntersectExceptQuery", "Explain")):
