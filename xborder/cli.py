@@ -98,7 +98,12 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.topics import Topics, ensure_project_topics
 
     names = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-    wanted = [*names.created_by_project(), names.schemas, *names.single_partition()]
+    wanted = [
+        *names.created_by_project(),
+        names.schemas,
+        *names.single_partition(),
+        *names.all_quarantine,
+    ]
     if args.action == "create":
         created = ensure_project_topics(settings, names)
         print(f"created {len(created)} topics: {', '.join(created) or '-'}")
