@@ -501,7 +501,10 @@ def _validated(build: Any) -> Settings:
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment, then apply dotted-path ``overrides`` (CLI flags)."""
     check_environment(os.environ)
-    base = _validated(Settings)
+    # a data directory from the command line is known before the defaults that follow it
+    # (the Kafka CA and credentials files) are resolved
+    first = {"data_dir": overrides["data_dir"]} if "data_dir" in overrides else {}
+    base = _validated(lambda: Settings(**first))
     return base.with_overrides(**overrides) if overrides else base
 
 
