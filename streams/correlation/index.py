@@ -90,11 +90,13 @@ class WindowIndex:
     def admit(self, view: IncidentView) -> Admission:
         """Classify a view against the incident's current version, and make it current when
         it is new or newer. Call once per (key, view) item before ``add``."""
-        if view.occurred_ms < self.cutoff_ms:
-            self.too_late += 1
-            return Admission.TOO_LATE
         ref = (view.agency, view.incident_id)
         current = self._current.get(ref)
+        if view.occurred_ms < self.cutoff_ms:
+            if current is not None and current.event_id == view.event_id:
+                return Admission.CURRENT  # a redelivery (a restart re-reads), not late data
+            self.too_late += 1
+            return Admission.TOO_LATE
         if current is None:
             self._make_current(ref, view)
             return Admission.NEW

@@ -612,6 +612,10 @@ def register(
         if any(tp.topic == names.links for tp in revoked):
             lifecycles.clear()
 
+    def owns(topic: str, partition: int) -> bool:
+        """Whether this worker is assigned ``topic[partition]`` now."""
+        return TP(topic, partition) in app.consumer.assignment()
+
     async def send_records(
         topic: str, record_name: str, key_field: str, records: Sequence[dict[str, Any]]
     ) -> list[Any]:
@@ -726,9 +730,16 @@ def register(
         log_late(late_metrics, names, time.monotonic())
         for partition, state, batch, good, newest, watermark in applied:
             if blocks_state.states.get(partition) is not state:
-                # revoked while the outputs were being sent: the batch is not recorded,
-                # and this worker can no longer commit its offsets, so the partition's
-                # next owner applies it again
+                # revoked while the outputs were being sent. Given to another worker: the
+                # batch is not recorded, this worker can no longer commit its offsets, and
+                # the next owner applies it again. Given back to this worker in the same
+                # (eager) rebalance: Faust commits the batch's offsets when it is
+                # acknowledged, so it must be recorded, or it would be lost from the state
+                # rebuilt from the table (the state is rebuilt when next needed)
+                if owns(names.blocks, partition):
+                    for last, packed in chunk_applied(good):
+                        with writing_for(last):
+                            block_table[_Replayable.key(partition, last.message.offset)] = packed
                 continue
             for last, packed in chunk_applied(good):
                 key = _Replayable.key(partition, last.message.offset)
@@ -814,17 +825,23 @@ def register(
         counters["case_events"] += len(case_events)
         counters["verification_inputs"] += lives.accepted
         counters["links_batches"] += 1
-        if links_state.states.get(0) is not state or lifecycles.get(0) is not life:
-            return  # revoked meanwhile: the next owner applies the batch again
+        revoked = links_state.states.get(0) is not state or lifecycles.get(0) is not life
+        if revoked and not owns(names.links, 0):
+            return  # given to another worker meanwhile: it applies the batch again
+        # (revoked and given back in one rebalance: recorded, as in apply_blocks, and the
+        # state and lifecycle are rebuilt from the tables when next needed)
         for last, packed in chunk_applied(good):
             key = _Replayable.key(0, last.message.offset)
             with writing_for(last):
                 link_table[key] = packed
-            state.stored.append((key, newest))
+            if not revoked:
+                state.stored.append((key, newest))
         for n, chunk in enumerate(chunk_log(lives.log)):
             key = _Replayable.key(0, events[-1].message.offset) + f":{n:04d}".encode()
             with writing_for(events[-1]):
                 lifecycle_table[key] = chunk
+        if revoked:
+            return
         if watermark is not None:
             with writing_for(events[-1]):
                 links_state.evict(0, watermark)
@@ -864,10 +881,10 @@ def register(
         """The owner of the case stage writes the wall clock into its log (see
         :mod:`streams.flows.verify` for why the clock is an input)."""
         try:
-            owns = TP(names.links, 0) in app.consumer.assignment()
+            owner = owns(names.links, 0)
         except Exception:  # the consumer is not ready yet: the next tick asks again
             return
-        if owns:
+        if owner:
             now_ms = int(time.time() * 1000)
             await producer.send(names.links, None, encode_tick(now_ms), 0, None, None)
 

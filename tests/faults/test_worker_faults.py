@@ -19,17 +19,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 SEED = 20261201
 """Seed of the random fault points (a failure names the same points when run again)."""
 
-LOSES_LINKS = pytest.mark.xfail(
-    strict=False,
-    reason="the worker's correlation stage can lose a link when a worker dies or the group "
-    "rebalances under a paced load (1 correlation and its case membership with a worker "
-    "joining and leaving; 69 rows once with SIGKILL, while the restarted workers counted "
-    "hundreds of re-read events as too late): issue 11, fault table",
-)
-"""Both tests pass most runs; a lost link is real and reported in the fault table."""
 
-
-@LOSES_LINKS
 def test_worker_sigkill_at_three_random_points(
     fault_settings: Callable[..., Settings], fault_documents: list[Any], baseline: Outcome
 ) -> None:
@@ -56,7 +46,6 @@ def test_worker_sigkill_at_three_random_points(
     record("worker SIGKILL at random points", 3, baseline, outcome, lags, recovery_s)
 
 
-@LOSES_LINKS
 def test_a_second_worker_joins_and_leaves(
     fault_settings: Callable[..., Settings], fault_documents: list[Any], baseline: Outcome
 ) -> None:
