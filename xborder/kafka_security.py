@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xborder.errors import ConfigurationError
+from xborder.errors import ConfigurationError, ServiceUnavailableError
 from xborder.settings import KafkaSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -418,13 +418,23 @@ def admin(settings: Settings) -> Any:
     """A kafka-python admin client as this process's principal (the super user for the
     operator's commands)."""
     from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
 
-    return KafkaAdminClient(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        client_id="xborder-security",
-        request_timeout_ms=settings.kafka.request_timeout_ms,
-        **kafka_python(settings),
-    )
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            client_id="xborder-security",
+            request_timeout_ms=settings.kafka.request_timeout_ms,
+            bootstrap_timeout_ms=10_000,
+            **kafka_python(settings),
+        )
+    except (KafkaError, OSError) as exc:
+        raise ServiceUnavailableError(
+            f"Kafka at {settings.kafka.bootstrap_servers} did not let "
+            f"{principal(settings.kafka).username!r} in ({type(exc).__name__}): start it with "
+            "'xborder kafka up', or check the address, XBORDER_KAFKA__SSL_CAFILE and the "
+            "password (a refused password shows as a timeout here, and in the broker's log)"
+        ) from exc
 
 
 def effective_acls(client: Any) -> list[Grant]:
