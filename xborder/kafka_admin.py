@@ -9,7 +9,12 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
 from xborder.errors import ServiceUnavailableError
 from xborder.kafka_security import kafka_python
@@ -89,6 +94,12 @@ def ensure_topics(
                 )
             except TopicAlreadyExistsError:
                 pass  # a concurrent creator won the race; the topic is there
+            except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError) as exc:
+                raise ServiceUnavailableError(
+                    f"the broker refused to create {', '.join(missing)} "
+                    f"({type(exc).__name__}): in secure mode only the operator ('admin') "
+                    "creates the project's topics; run 'xborder topics create' as admin"
+                ) from exc
             logger.info("created topics %s", ", ".join(missing))
         return missing
     finally:

@@ -239,6 +239,15 @@ def test_the_sink_cannot_write_and_the_worker_cannot_create_project_topics(
         admin.close()
 
 
+def test_an_agency_cannot_create_topics(secure: Settings) -> None:
+    from xborder.errors import ServiceUnavailableError
+    from xborder.kafka_admin import ensure_topics
+
+    rogue = f"{secure.topics.prefix}incidents.rogue"
+    with pytest.raises(ServiceUnavailableError, match=r"refused to create .*only the operator"):
+        ensure_topics(as_principal(secure, "cantho"), [rogue])
+
+
 def test_the_acl_command_is_idempotent_and_matches_the_plan(secure: Settings) -> None:
     agency_ids = list(load_agencies(secure.agencies_config).ids)
     added, created = kafka_security.provision(secure, agency_ids)
