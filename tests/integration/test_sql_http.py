@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,24 @@ def _curl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+HEAVY_S = 12
+"""How long each heavy query runs (ClickHouse stops it: max_execution_time)."""
+
+
+def _heavy_query(port: int) -> None:
+    """A query that burns CPU until ClickHouse stops it after HEAVY_S."""
+    heavy = clickhouse_connect.get_client(
+        host="127.0.0.1", port=port, username=USER, password=PASSWORD
+    )
+    try:
+        heavy.query(
+            "SELECT count() FROM numbers(100000000000) WHERE sipHash64(number) % 7 = 1",
+            settings={"max_execution_time": HEAVY_S, "timeout_overflow_mode": "break"},
+        )
+    finally:
+        heavy.close()
+
+
 def _js_client() -> Path | None:
     """Where the JavaScript client is installed; None without node and npm (or offline)."""
     if not (shutil.which("node") and shutil.which("npm")):
@@ -119,7 +138,11 @@ def _js_client() -> Path | None:
 def test_stock_clients_query_live_data_read_only(make_settings) -> None:
     port = _free_port()
     settings = make_settings(
-        **{"sql_http.port": port, "sql_http.users": f"{USER}:{PASSWORD},default:"}
+        **{
+            "sql_http.port": port,
+            "sql_http.users": f"{USER}:{PASSWORD},default:",
+            "sql_http.max_concurrent_queries": 5,  # four heavy ones and the checks
+        }
     )
     topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
     ensure_project_topics(settings, topics)
@@ -165,6 +188,20 @@ def test_stock_clients_query_live_data_read_only(make_settings) -> None:
                     client.command(sql)
                 assert refused.value.code == code, (sql, refused.value)
             assert _count(client) == 60
+
+            # four heavy queries at once do not stall the sink: new events land meanwhile
+            heavy = [threading.Thread(target=_heavy_query, args=(port,)) for _ in range(4)]
+            for thread in heavy:
+                thread.start()
+            time.sleep(1)
+            _publish(settings, topics, 20)
+            deadline = time.monotonic() + HEAVY_S
+            while _count(client) < 80 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _count(client) == 80
+            assert all(thread.is_alive() for thread in heavy), "the heavy queries ended early"
+            for thread in heavy:
+                thread.join(HEAVY_S + 30)
         finally:
             client.close()
 
@@ -180,7 +217,7 @@ def test_stock_clients_query_live_data_read_only(make_settings) -> None:
             f"{USER}:{PASSWORD}",
             f"{url}/?query=SELECT%20count()%20AS%20n%20FROM%20incidents%20FORMAT%20JSONEachRow",
         )
-        assert ok.returncode == 0 and json.loads(ok.stdout) == {"n": 60}
+        assert ok.returncode == 0 and json.loads(ok.stdout) == {"n": 80}
         denied = _curl("-i", "-u", f"{USER}:wrong", f"{url}/?query=SELECT%201")
         assert denied.stdout.startswith("HTTP/1.1 403")
         assert "X-ClickHouse-Exception-Code: 516" in denied.stdout
@@ -205,7 +242,7 @@ def test_stock_clients_query_live_data_read_only(make_settings) -> None:
             )
             assert ran.returncode == 0, ran.stderr
             rows, refusal = (json.loads(line) for line in ran.stdout.splitlines())
-            assert sum(int(r["n"]) for r in rows) == 60
+            assert sum(int(r["n"]) for r in rows) == 80
             assert refusal == {"refused": "164"}
 
         # xborder query goes through the endpoint: the sink holds the engine directory
@@ -219,7 +256,7 @@ def test_stock_clients_query_live_data_read_only(make_settings) -> None:
             check=False,
         )
         assert table.returncode == 0, table.stderr
-        assert "60" in table.stdout and "─n─" in table.stdout
+        assert "80" in table.stdout and "─n─" in table.stdout
         lines = subprocess.run(
             [
                 sys.executable,
