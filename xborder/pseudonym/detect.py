@@ -198,6 +198,13 @@ _CANDIDATE = re.compile(r"[0-9A-Za-zĐđ.+()\s\-]+")
 _PLATE_SHAPE = re.compile(r"[1-9][0-9][A-ZĐÐ]{1,2}[0-9]{4,6}")
 """A plate without separators (``65B123456``, ``29MĐ112345``)."""
 _MAX_GROUP: Final = 5
+_SPACE = re.compile(r"\s")
+_SPACE_BEFORE = re.compile(r"\s(?=\S*$)")
+"""The last white space before a position (searched with an end bound)."""
+_LETTER = re.compile(r"[^\W\d_]")
+_LAST_LETTER = re.compile(r"[^\W\d_][\W\d_]*$")
+_NINE_DIGITS = re.compile(r"\d(?:[\s.()+]*\d){8,}")
+_LOOSE_PLATE = re.compile(r"[1-9][0-9][\s.\-]*[A-ZĐÐ]{1,2}[\s.\-]*[0-9]?(?:[\s.\-]*[0-9]){4,5}")
 _DIGIT_SEPARATORS: Final = " .()+"
 _COUNTRY_CODE = re.compile(r"^\s*\(?(?:\+|00)?84\)?")
 """Most digits between two hyphens of a written identifier (``0912-345-678``)."""
@@ -277,6 +284,8 @@ def _digits(text: str) -> int:
 def find_identifiers(text: str, names: bool = False) -> list[Found]:
     """Every plate, phone and national ID number in ``text`` (with ``names``, also what
     reads as a Vietnamese full name), in order, not overlapping."""
+    if not _DENSE.search(text) and (not names or text == text.lower()):
+        return []  # most texts: fewer than six digits close together, no capital letter
     if len(text) <= _MAX_CACHED:
         return list(_find_cached(text, names))
     return _find(text, names)
@@ -306,11 +315,9 @@ def _find(text: str, names: bool) -> list[Found]:
         # a narrative's cost in microseconds
         for match in _DENSE.finditer(text):
             start, end = match.span()
-            while start > 0 and not text[start - 1].isspace():
-                start -= 1
-            while end < len(text) and not text[end].isspace():
-                end += 1
-            _scan(text, start, end, found)
+            before = _SPACE_BEFORE.search(text, 0, start)
+            after = _SPACE.search(text, end)
+            _scan(text, before.end() if before else 0, after.start() if after else len(text), found)
     if names:
         for start, end in _name_spans(text):
             _add_new(found, start, end, ("NAME", "a person's name"))
@@ -321,9 +328,44 @@ def _dense(text: str) -> bool:
     return _DENSE.search(text) is not None
 
 
+def _may_hold(region: str) -> bool:
+    """Whether any candidate :func:`_scan` checks could read as an identifier: a plate
+    shape, nine digits without a hyphen between them, or hyphen-joined groups of at most
+    five digits each (after a country code) with nine in all. Cheap, and it rules out the
+    usual ids (``CANTHO-20261201-0000-c8949e``) before the costly windows."""
+    if _LOOSE_PLATE.search(region.upper()):
+        return True
+    total = 0
+    for group in region.split("-"):
+        pure = group.strip(_DIGIT_SEPARATORS)
+        if _NINE_DIGITS.search(group):
+            return True
+        digits = _digits(group)
+        if pure.isdigit() and digits > _MAX_GROUP:
+            # a long group ends a hyphenated candidate; only a country code may start one
+            code = _COUNTRY_CODE.match(group)
+            total = digits - len(code.group().strip(" ()+")) if code else 0
+            if total > _MAX_GROUP:
+                total = 0
+            continue
+        first = _LETTER.search(group)
+        if first:  # a candidate runs up to the first letter and on from the last one
+            if total + _digits(group[: first.start()]) >= 9:
+                return True
+            last = _LAST_LETTER.search(group)
+            total = _digits(group[last.start() :]) if last else 0
+            continue
+        total = total + digits if digits else 0
+        if total >= 9:
+            return True
+    return False
+
+
 def _scan(text: str, start: int, end: int, found: list[Found]) -> None:
     """Find the identifiers in ``text[start:end]`` (a digit-dense stretch)."""
     region = text[start:end]
+    if not _may_hold(region):
+        return
     words = [
         (a + start, b + start, w) for word in _words(region) for a, b, w in _split_hyphens(word)
     ]
