@@ -530,11 +530,24 @@ def _position(record: Any) -> str:
     return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
+def _outcome_topics(settings: Settings) -> list[str]:
+    """``verification`` and the dead letters; in secure mode an agency may not read the
+    shared dead letters (docs/security.md, "Kafka"), so it waits on ``verification`` only
+    and a refused input shows as a timeout."""
+    names = _topics(settings)
+    if (
+        kafka_security.is_secure(settings)
+        and (settings.kafka.sasl_username or kafka_security.DEFAULT_PRINCIPAL)
+        not in kafka_security.SUPER_USERS
+    ):
+        return [names.verification]
+    return [names.verification, names.dead_letters]
+
+
 def outcome_positions(settings: Settings) -> dict[TopicPartition, int]:
     """The current ends of ``verification`` and the dead-letter topic: take them before
     sending, pass them to :func:`wait_for_outcome` as ``since``."""
-    names = _topics(settings)
-    reader = _Reader(settings, [names.verification, names.dead_letters])
+    reader = _Reader(settings, _outcome_topics(settings))
     try:
         return dict(reader.end)
     finally:
@@ -554,7 +567,7 @@ def wait_for_outcome(
     names = _topics(settings)
     needle = event_id.encode()  # Avro writes strings as raw UTF-8: a cheap filter first
     deadline = time.monotonic() + timeout_s
-    reader = _Reader(settings, [names.verification, names.dead_letters], since)
+    reader = _Reader(settings, _outcome_topics(settings), since)
     found: VerificationOutcome | None = None
     conclusion: dict[str, Any] | None = None
     try:

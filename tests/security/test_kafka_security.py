@@ -239,6 +239,16 @@ def test_the_sink_cannot_write_and_the_worker_cannot_create_project_topics(
         admin.close()
 
 
+def test_an_agency_waits_for_verification_outcomes_without_the_dead_letters(
+    secure: Settings,
+) -> None:
+    from xborder.verification import outcome_positions
+
+    seen = {tp.topic for tp in outcome_positions(as_principal(secure, "cantho"))}
+    assert seen == {topics_of(secure).verification}
+    assert topics_of(secure).dead_letters in {tp.topic for tp in outcome_positions(secure)}
+
+
 def test_an_agency_cannot_create_topics(secure: Settings) -> None:
     from xborder.errors import ServiceUnavailableError
     from xborder.kafka_admin import ensure_topics
