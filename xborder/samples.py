@@ -79,7 +79,7 @@ def _event(
         "category": category,
         "severity": severity,
         "subjects": subjects,
-        "modus_operandi": tags,
+        "modus_operandi": list(tags),  # its own: a caller may edit it
         "narrative": None,
         "source_system": f"{agency}-case-mgmt",
     }

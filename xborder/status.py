@@ -171,6 +171,8 @@ def collect_status(settings: Settings, names: Topics) -> Status:
                 )
             )
         dead = _count_headers(consumer, names.dead_letters, HEADER_REASON, by_key=False)
+        for quarantine in names.all_quarantine:  # raw-identifier refusals: counted, not shown
+            dead += _count_headers(consumer, quarantine, HEADER_REASON, by_key=False)
         late = _count_headers(consumer, names.late, LATE_SOURCE_HEADER, by_key=True)
     except KafkaError as exc:
         raise unreachable(settings, type(exc).__name__) from exc
