@@ -290,7 +290,14 @@ class LocalKafka:
         return str(self.libs_dir / "*")
 
     def _format_storage(self, java: str) -> None:
+        marker = self.data_dir / "scram-users"  # written when formatted with SCRAM users
         if (self.log_dirs / "meta.properties").exists():
+            if self.security is not None and not marker.exists():
+                raise LocalKafkaError(
+                    f"the Kafka storage in {self.log_dirs} was formatted without SCRAM users, "
+                    "so no client could log in to it in secure mode; use a fresh data "
+                    "directory (XBORDER_DATA_DIR / --data-dir) for the secure broker"
+                )
             return
         result = subprocess.run(
             [
@@ -314,6 +321,8 @@ class LocalKafka:
                 f"formatting KRaft storage in {self.log_dirs} failed:\n"
                 f"{(result.stdout + result.stderr).strip()}"
             )
+        if self.security is not None:
+            marker.write_text("\n".join(sorted(self.security.users)) + "\n")
 
     def _scram_arguments(self) -> list[str]:
         """``--add-scram`` for each user known at format time (the broker needs its own)."""
