@@ -568,6 +568,7 @@ def register(
             "links_batches",
             "verification_inputs",
             "lifecycle_replayed",
+            "skipped_unowned",
         ),
         0,
     )
@@ -680,6 +681,13 @@ def register(
         rejected: list[DeadLetter] = []
         late: list[IncidentView] = []
         for partition, batch in by_partition.items():
+            if not owns(names.blocks, partition):
+                # taken before a rebalance gave the partition to another worker, which
+                # applies these messages from its committed offset; applying them here
+                # would build a state from this worker's stale table, used if the
+                # partition comes back
+                counters["skipped_unowned"] += len(batch)
+                continue
             state = correlator_for(partition)
             newest = 0
             watermark = None
@@ -791,6 +799,9 @@ def register(
         """Apply one stage batch of the case stage's log in offset order: links messages
         through the case stage and then the lifecycle, forwarded agency inputs and clock
         ticks through the lifecycle (:mod:`streams.flows.verify`)."""
+        if not owns(names.links, 0):
+            counters["skipped_unowned"] += len(events)
+            return  # taken before a rebalance gave the case stage to another worker
         state = cases_state()
         life = lifecycle_state()
         log = CaseLog(codec, state, life)
