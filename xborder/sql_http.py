@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -520,19 +520,26 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("sql http %s: " + format, self.address_string(), *args)
 
     def do_GET(self) -> None:
-        self._handle(b"")
+        self._guarded(lambda: self._handle(b""))
 
     def do_HEAD(self) -> None:
         self._send(200, b"", {"Content-Type": "text/html; charset=UTF-8"})
 
     def do_POST(self) -> None:
+        self._guarded(lambda: self._handle(self._body()))
+
+    def _guarded(self, answer: Callable[[], None]) -> None:
+        """Answer; a request that fails before its query runs (a bad body, a bug) gets
+        a ClickHouse-style error, and its connection is closed."""
         try:
-            body = self._body()
+            answer()
         except EngineError as exc:
             self._error(exc)
             self.close_connection = True
-            return
-        self._handle(body)
+        except (ValueError, OSError, EOFError, zlib.error) as exc:
+            logger.warning("sql http: bad request from %s: %s", self.address_string(), exc)
+            self._error(EngineError.of(36, "BAD_ARGUMENTS", f"Cannot read the request: {exc}"))
+            self.close_connection = True
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
