@@ -59,6 +59,7 @@ ENGINE_HEADER = "X-Xborder-Engine"
 ACCESS_DENIED = 497
 AUTHENTICATION_FAILED = 516
 INTO_OUTFILE_NOT_ALLOWED = 358
+NOT_IMPLEMENTED = 48
 QUERY_IS_TOO_LARGE = 229
 READONLY = 164
 SYNTAX_ERROR = 62
@@ -601,6 +602,13 @@ class _Handler(BaseHTTPRequestHandler):
         query_id = params.get("query_id") or str(uuid.uuid4())
         try:
             user = self._authenticate(params)
+            if "1" in (params.get("compress"), params.get("decompress")):
+                raise EngineError.of(
+                    NOT_IMPLEMENTED,
+                    "NOT_IMPLEMENTED",
+                    "ClickHouse's native block compression (compress=1, decompress=1) is not "
+                    "served here; turn the client's compression off or use HTTP compression",
+                )
             result = self._run(sql, user, params)
         except EngineError as exc:
             self._error(exc, query_id)
