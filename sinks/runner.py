@@ -51,7 +51,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from sinks.base import PartitionBuffer
 from sinks.clickhouse import ClickHouseIncidentSink, Row
 from sinks.decode import WriterSchemas
-from sinks.rows import rows_for
+from sinks.rows import dead_letter_row, rows_for
 from xborder import kafka_security
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client
@@ -266,6 +266,14 @@ class SinkRunner:
     def _buffer(self, sink: ClickHouseIncidentSink, tp: TopicPartition, messages: Any) -> None:
         writer_of = self.schemas.writer
         topic, partition = tp.topic, tp.partition
+        if topic == self.topics.dead_letters:  # headers and sizes only, never the bytes
+            for message in messages:
+                row = dead_letter_row(
+                    message.headers, message.key, message.value, message.timestamp,
+                    topic, partition, message.offset,
+                )  # fmt: skip
+                sink.add(tp, message.offset, Row("dead_letters", row))
+            return
         for message in messages:
             offset: int = message.offset
             data: bytes | None = message.value

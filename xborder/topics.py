@@ -120,13 +120,16 @@ class Topics:
         return f"{self.prefix}schemas"
 
     def sunk(self) -> list[str]:
-        """What the ClickHouse sink consumes."""
+        """What the ClickHouse sink consumes (of the dead letters, only headers and sizes
+        are stored; the agencies' quarantine topics, which hold raw identifiers, are not
+        read)."""
         return [
             self.accepted,
             self.correlations,
             self.cases,
             self.verification,
             *self.all_alerts,
+            self.dead_letters,
         ]
 
     def created_by_project(self) -> list[str]:

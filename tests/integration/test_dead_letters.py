@@ -11,6 +11,7 @@ from kafka import KafkaProducer
 
 from tests.integration.kafka_read import consume_all
 from xborder.agencies import load_agencies
+from xborder.clickhouse import get_client
 from xborder.codec import SINGLE_OBJECT_HEADER_LEN, AvroCodec
 from xborder.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from xborder.pipeline import Pipeline
@@ -72,7 +73,7 @@ def test_every_message_is_forwarded_or_dead_lettered_with_its_reason(
     expected_reason = {value: reason for value, reason in messages}
     source = topics.incidents("cantho")
 
-    pipeline = Pipeline(settings, sink=False)
+    pipeline = Pipeline(settings)
     with pipeline.running():
         producer = KafkaProducer(
             bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=20, acks="all"
@@ -81,7 +82,7 @@ def test_every_message_is_forwarded_or_dead_lettered_with_its_reason(
             producer.send(source, key=f"k{i % 97}".encode(), value=value)
         producer.flush()
         producer.close()
-        pipeline.wait_for_worker(topics, timeout_s=180)
+        pipeline.wait_until_drained(topics, timeout_s=240)
         pipeline.check_alive()  # the worker survived all of it
 
     valid_count = sum(1 for _, reason in messages if reason is None)
@@ -108,3 +109,16 @@ def test_every_message_is_forwarded_or_dead_lettered_with_its_reason(
         assert int(headers[HEADER_OFFSET]) >= 0
         reasons[reason] += 1
     assert reasons == Counter(reason for _, reason in messages if reason is not None)
+    # the analysts' table holds each dead letter once, with its reason and sizes, no bytes
+    client = get_client(settings)
+    try:
+        stored = client.query(
+            "SELECT reason, count(), countIf(source_topic = {t:String}), "
+            "sum(value_bytes) FROM dead_letters_current GROUP BY reason",
+            parameters={"t": source},
+        ).result_rows
+    finally:
+        client.close()
+    assert {r: n for r, n, _, _ in stored} == dict(reasons)
+    assert all(from_source == n for _, n, from_source, _ in stored)
+    assert sum(size for *_, size in stored) == sum(len(record.value or b"") for record in dead)
