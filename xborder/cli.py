@@ -318,11 +318,10 @@ def cmd_wait(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
-    from xborder.settings import secret_env_vars, to_env
+    from xborder.settings import printable_env
 
-    hidden = secret_env_vars(settings)  # passwords are never printed
-    for key, value in sorted(to_env(settings).items()):
-        print(f"{key}={'**********' if key in hidden else value}")
+    for key, value in sorted(printable_env(settings).items()):  # passwords never printed
+        print(f"{key}={value}")
     return 0
 
 

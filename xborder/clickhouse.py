@@ -19,7 +19,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.errors import ConfigurationError, ServiceUnavailableError
-from xborder.settings import Settings
+from xborder.settings import Settings, mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -1079,8 +1079,9 @@ def apply_jurisdictions(client: Client, agencies: AgenciesConfig) -> bool:
 def _server_client(url: str, database: str) -> Client:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ConfigurationError(
-            f"ClickHouse URL {url!r} must look like http(s)://user:password@host:port/database"
+        raise ConfigurationError(  # the URL may carry the password: never print it
+            f"ClickHouse URL {mask_url(url)!r} must look like "
+            "http(s)://user:password@host:port/database"
         )
     db = parsed.path.strip("/") or database
     try:
@@ -1102,8 +1103,11 @@ def _server_client(url: str, database: str) -> Client:
             database=db,
         )
     except ClickHouseError as exc:
+        detail = str(exc)
+        if parsed.password:
+            detail = detail.replace(parsed.password, "**********")
         raise ServiceUnavailableError(
-            f"ClickHouse server at {parsed.hostname}:{parsed.port} is not reachable: {exc}; "
+            f"ClickHouse server at {parsed.hostname}:{parsed.port} is not reachable: {detail}; "
             "check XBORDER_CLICKHOUSE__URL"
         ) from exc
 

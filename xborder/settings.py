@@ -611,6 +611,31 @@ def secret_env_vars(settings: Settings) -> set[str]:
     }
 
 
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``**********`` (a
+    ClickHouse URL carries it: http://user:password@host:port/database)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:**********@{host}{slash}{path}"
+
+
+def printable_env(settings: Settings) -> dict[str, str]:
+    """:func:`to_env` for printing: secrets masked, and the password of the ClickHouse
+    URL."""
+    hidden = secret_env_vars(settings)
+    url_var = f"{ENV_PREFIX}clickhouse{ENV_NESTED_DELIMITER}url".upper()
+    return {
+        key: "**********" if key in hidden else mask_url(value) if key == url_var else value
+        for key, value in to_env(settings).items()
+    }
+
+
 def to_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce ``settings`` in a child process."""
     env: dict[str, str] = {}
