@@ -18,12 +18,13 @@ need_tools() {
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
   ldconfig -p 2>/dev/null | grep 'libsodium\.so\.' >/dev/null || missing+=(libsodium23)  # OPRF
+  command -v kcat >/dev/null 2>&1 || missing+=(kcat)  # the operators' tool the docs use
   if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      say "installing ${missing[*]} (needed to run Apache Kafka and the OPRF tokenizer)"
+      say "installing ${missing[*]} (needed to run Apache Kafka, the OPRF tokenizer and the docs' kcat lines)"
       apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-      say "missing ${missing[*]}: install them (Java 17+ and Maven run the local Kafka; libsodium the OPRF tokenizer)"
+      say "missing ${missing[*]}: install them (Java 17+ and Maven run the local Kafka; libsodium the OPRF tokenizer; kcat the docs' operator commands)"
       exit 1
     fi
   fi
