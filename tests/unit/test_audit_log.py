@@ -36,8 +36,10 @@ def test_audit_log_says_who_did_what_and_when(tmp_path: Path) -> None:
             column_names=["event_id", "case_id", "agency", "incident_id", "incident_event_id",
                           "released_at", "audience", "has_details"],
         )  # fmt: skip
-    columns = ["failed_at", "agency", "reason", "error", "source_topic", "source_partition",
-               "source_offset", "deadletter_topic", "deadletter_partition", "deadletter_offset"]  # fmt: skip
+    columns = [
+        "failed_at", "agency", "reason", "error", "source_topic", "source_partition",
+        "source_offset", "deadletter_topic", "deadletter_partition", "deadletter_offset",
+    ]  # fmt: skip
     client.insert(
         "dead_letters",
         [
