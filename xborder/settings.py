@@ -138,6 +138,14 @@ class SqlHttpSettings(_Group):
     nice: int = Field(default=19, ge=0, le=19)
     """OS priority (nice) of analysts' query threads, so the sink's writes come first."""
 
+    @field_validator("users", mode="after")
+    @classmethod
+    def _user_password_pairs(cls, value: SecretStr) -> SecretStr:
+        items = [i.strip() for i in value.get_secret_value().split(",") if i.strip()]
+        if not items or any(":" not in i or not i.partition(":")[0].strip() for i in items):
+            raise ValueError("list user:password pairs, comma-separated (a password may be empty)")
+        return value
+
 
 class ContractSettings(_Group):
     """Rules every event must meet beyond its schema (checked by producer and worker)."""
