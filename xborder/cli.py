@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from xborder.backfill_cli import add_backfill_parser
 from xborder.cases_cli import add_cases_parser, add_verify_parser
+from xborder.clickhouse_access import add_clickhouse_parser
 from xborder.errors import XborderError
 from xborder.integrator_cli import add_integrator_parsers
 from xborder.logs import setup_logging
@@ -453,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_parser(sub)
     add_backfill_parser(sub)
     add_integrator_parsers(sub)
+    add_clickhouse_parser(sub)
 
     wait = sub.add_parser(
         "wait",
