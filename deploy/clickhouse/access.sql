@@ -15,6 +15,7 @@ ALTER SETTINGS PROFILE xborder_readonly SETTINGS INHERIT xborder_logged, readonl
 -- TABLE and no source grants (FILE, URL, S3, REMOTE, MYSQL, POSTGRES, HDFS, JDBC, ODBC...),
 -- so the file(), url(), s3(), remote() and executable() table functions are refused.
 CREATE ROLE IF NOT EXISTS xborder_read SETTINGS PROFILE xborder_readonly;
+ALTER ROLE xborder_read SETTINGS PROFILE xborder_readonly;
 GRANT SELECT ON ${database}.* TO xborder_read;
 -- What clients read on connecting (system.* needs a grant: config.d/xborder-access.xml).
 GRANT SELECT ON system.settings TO xborder_read;
@@ -22,12 +23,14 @@ GRANT SELECT ON system.functions TO xborder_read;
 
 -- Cross-agency auditors (read-only, every row).
 CREATE ROLE IF NOT EXISTS xborder_auditor SETTINGS PROFILE xborder_readonly;
+ALTER ROLE xborder_auditor SETTINGS PROFILE xborder_readonly;
 GRANT xborder_read TO xborder_auditor;
 GRANT SELECT ON system.query_log TO xborder_auditor;
 GRANT SELECT ON system.session_log TO xborder_auditor;
 
 -- The sink: writes the tables and runs the migrations; no access management, no sources.
 CREATE ROLE IF NOT EXISTS xborder_writer SETTINGS PROFILE xborder_logged;
+ALTER ROLE xborder_writer SETTINGS PROFILE xborder_logged;
 GRANT SELECT, INSERT, ALTER TABLE, ALTER VIEW, CREATE TABLE, CREATE VIEW, DROP TABLE, DROP VIEW, OPTIMIZE, SHOW TABLES, SHOW COLUMNS ON ${database}.* TO xborder_writer;
 GRANT CREATE DATABASE ON ${database}.* TO xborder_writer;
 GRANT SELECT ON system.settings TO xborder_writer;

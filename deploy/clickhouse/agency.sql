@@ -5,6 +5,7 @@
 -- released_incidents, audit_log, the _current views...) show the same subset.
 
 CREATE ROLE IF NOT EXISTS ${role} SETTINGS PROFILE xborder_readonly;
+ALTER ROLE ${role} SETTINGS PROFILE xborder_readonly;
 GRANT xborder_read TO ${role};
 
 CREATE USER IF NOT EXISTS ${user} IDENTIFIED WITH sha256_hash BY '${user_sha256}';
