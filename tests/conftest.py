@@ -67,6 +67,7 @@ def make_settings(kafka_settings: Settings, tmp_path: Path) -> object:
             "topics.prefix": f"t{run}.",
             "worker.app_id": f"xborder-test-{run}",
             "worker.web_port": free_port_pair(),
+            "sql_http.port": free_port_pair(),  # each test sink serves SQL on its own port
             "sink.group_id": f"xborder-sink-{run}",
             "sink.flush_interval_s": 0.3,
         }

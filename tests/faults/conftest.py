@@ -41,6 +41,7 @@ def fault_settings(
             "topics.prefix": f"f{run}.",
             "worker.app_id": f"xborder-fault-{run}",
             "worker.web_port": free_port_pair(),
+            "sql_http.port": free_port_pair(),
             "sink.group_id": f"xborder-fault-sink-{run}",
             **FAULT_SETTINGS,
             **overrides,
