@@ -193,3 +193,16 @@ def test_passwords_are_generated_once_mode_600_and_never_printed(
     assert load_passwords(path, users_of(AGENCIES)) == passwords  # kept, not regenerated
     assert main(["clickhouse", "access", "--apply"]) == 2  # embedded: no users to manage
     assert "needs a ClickHouse server" in capsys.readouterr().err
+
+
+def test_server_config_is_well_formed_xml() -> None:
+    from xml.etree import ElementTree
+
+    from xborder.clickhouse_access import DEPLOY_DIR
+
+    root = ElementTree.parse(DEPLOY_DIR / "config.d" / "xborder-access.xml").getroot()
+    improvements = root.find("access_control_improvements")
+    assert improvements is not None
+    assert improvements.findtext("users_without_row_policies_can_read_rows") == "false"
+    assert improvements.findtext("select_from_system_db_requires_grant") == "true"
+    assert root.find("query_log") is not None and root.find("session_log") is not None
