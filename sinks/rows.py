@@ -246,6 +246,8 @@ RELEASE_COLUMNS: Columns = (
     ("details_subject_descriptors", "Array(Map(String, String))"),
     ("details_modus_operandi", "Array(String)"),
     ("details_narrative", "Nullable(String)"),
+    ("officer_token", "String"),
+    ("officer_key_id", "LowCardinality(String)"),
 )
 """``has_details`` and the ``details_*`` columns hold the details the owner attached to the
 release (IncidentRelease.details); without them the columns are empty or NULL."""
@@ -420,6 +422,7 @@ def release_row(value: dict[str, Any]) -> Row:
     the details the owner attached, if any, in the ``details_*`` columns)."""
     incident = value["incident"]
     details = value.get("details")
+    officer = [value.get("officer_token") or "", value.get("officer_key_id") or ""]
     row = [
         value["event_id"],
         value["case_id"],
@@ -431,7 +434,7 @@ def release_row(value: dict[str, Any]) -> Row:
         details is not None,
     ]
     if details is None:
-        return [*row, *[None] * 8, [], [], [], [], [], None]
+        return [*row, *[None] * 8, [], [], [], [], [], None, *officer]
     location, subjects = details["location"], details.get("subjects", [])
     return [
         *row,
@@ -449,6 +452,7 @@ def release_row(value: dict[str, Any]) -> Row:
         [dict(s.get("descriptors", {})) for s in subjects],
         list(details.get("modus_operandi", [])),
         details.get("narrative"),
+        *officer,
     ]
 
 

@@ -114,7 +114,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from xborder.wire import codec_for
 
     action: VerifyAction = args.action
-    if action != "release" and not (args.officer_token and args.officer_key_id):
+    if not (args.officer_token and args.officer_key_id):
         raise ConfigurationError(
             "the deciding officer is needed: give --officer-token and --officer-key-id "
             f"(or set {ENV_OFFICER_TOKEN} and {ENV_OFFICER_KEY_ID})"
@@ -132,8 +132,8 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         agencies,
         codec,
         args.agency,
-        officer_token=None if action == "release" else args.officer_token,
-        officer_key_id=None if action == "release" else args.officer_key_id,
+        officer_token=args.officer_token,
+        officer_key_id=args.officer_key_id,
     ) as client:
         case_id = args.case_id
         if not _FULL_ID.fullmatch(case_id):  # a prefix from 'cases list'
@@ -175,11 +175,13 @@ def _check_before_connecting(args: argparse.Namespace) -> None:
     """Build the record once without Kafka, so a bad flag fails before any connection."""
     from xborder.verification import Officer, release_record, report_record, verdict_record
 
+    officer = Officer(args.officer_token, args.officer_key_id)
     if args.action == "release":
         if args.incident_event_id is not None:
-            release_record(args.agency, args.case_id, args.incident, args.incident_event_id)
+            release_record(
+                args.agency, args.case_id, args.incident, args.incident_event_id, officer=officer
+            )
         return
-    officer = Officer(args.officer_token, args.officer_key_id)
     if args.action == "report":
         report_record(
             args.agency, args.case_id, args.conclusion, officer, conclusion_id=args.conclusion_id
@@ -377,7 +379,7 @@ def add_verify_parser(sub: Any) -> None:
         verdict.add_argument("--reason", default="", help="why; no personal identifiers")
         verdict.set_defaults(decision=decision)
     release = actions.add_parser(
-        "release", parents=[common], help="release your incident's details to the case"
+        "release", parents=[common, officer], help="release your incident's details to the case"
     )
     release.add_argument("--incident", required=True, help="your agency's incident id")
     release.add_argument(

@@ -248,11 +248,13 @@ def release_record(
     event_id: str | None = None,
     released_at_ms: int | None = None,
     details: Mapping[str, Any] | None = None,
+    officer: Officer | None = None,
 ) -> dict[str, Any]:
     """An IncidentRelease of the agency's own incident ``incident_id`` to case ``case_id``
     (the audience is left empty: the lifecycle fills it in). ``details`` (see
     :func:`released_details`) travel with the release to the case's agencies; without
-    them the release only names the event."""
+    them the release only names the event. ``officer``, who released it, goes to the
+    audit."""
     if not isinstance(incident_id, str) or not incident_id.strip():
         raise InvalidRecordError("incident.incident_id: is empty; give the agency's incident id")
     record = {
@@ -266,6 +268,8 @@ def release_record(
         },
         "released_at": _now_ms() if released_at_ms is None else released_at_ms,
         "audience": [],
+        "officer_token": "" if officer is None else officer.token,
+        "officer_key_id": "" if officer is None else officer.key_id,
         "details": None if details is None else copy.deepcopy(dict(details)),
     }
     check_verification_input("IncidentRelease", record)  # raw identifiers: as the worker does
@@ -278,10 +282,10 @@ def release_record(
 class VerificationClient:
     """Sends one agency's verification inputs; create once, call the methods many times.
 
-    The officer (token and key id) is set once; releases need none. Each method builds the
-    record with a new event_id (or the one given, to retry a send), encodes it (raises
-    InvalidRecordError when it does not fit the schema), sends it keyed by case id and
-    returns the event_id, which :func:`wait_for_outcome` looks for.
+    The officer (token and key id) is set once; a release records it when given. Each
+    method builds the record with a new event_id (or the one given, to retry a send),
+    encodes it (raises InvalidRecordError when it does not fit the schema), sends it keyed
+    by case id and returns the event_id, which :func:`wait_for_outcome` looks for.
     """
 
     def __init__(
@@ -406,6 +410,7 @@ class VerificationClient:
             incident_event_id,
             event_id=event_id,
             details=details,
+            officer=self.officer,
         )
         return self.send("IncidentRelease", value)
 

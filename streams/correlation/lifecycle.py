@@ -690,6 +690,8 @@ class CaseLifecycle:
             },
             "released_at": at,
             "audience": audience,
+            "officer_token": release.get("officer_token") or "",
+            "officer_key_id": release.get("officer_key_id") or "",
             "details": release.get("details"),
         }
         return Outcome((Emit("IncidentRelease", case.case_id, value),))

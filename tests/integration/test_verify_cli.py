@@ -113,7 +113,7 @@ def test_release_with_details_file_carries_the_events_details(ready, tmp_path) -
     agency, incident = event["agency"], event["incident_id"]
     result = _xborder(
         ready, "verify", "release", CASE, "--agency", agency, "--incident", incident,
-        "--details-file", str(events), "--wait", "0",
+        "--details-file", str(events), "--wait", "0", *OFFICER_FLAGS,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     codec = codec_for(ready)
@@ -122,10 +122,11 @@ def test_release_with_details_file_carries_the_events_details(ready, tmp_path) -
     assert str(release["incident"]["event_id"]) == event["event_id"]  # the newest one
     assert release["details"]["narrative"] == event["narrative"]
     assert release["details"]["location"]["lat"] == event["location"]["lat"]
+    assert (release["officer_token"], release["officer_key_id"]) == (TOKEN, "key-2026-03")
 
     missing = _xborder(
         ready, "verify", "release", CASE, "--agency", agency, "--incident", "NO-SUCH",
-        "--details-file", str(events), "--wait", "0",
+        "--details-file", str(events), "--wait", "0", *OFFICER_FLAGS,
     )  # fmt: skip
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [

@@ -210,6 +210,8 @@ def verification(case_id: str) -> Records:
         "incident": CANTHO,
         "released_at": T0 + 26 * MINUTE,
         "audience": ["angiang", "cantho"],
+        "officer_token": "e5" * 32,
+        "officer_key_id": "key-1",
         "details": RELEASED_DETAILS,
     }
     return [
@@ -347,6 +349,12 @@ def test_verification_rows_hold_the_record_fields(
     assert detailed["has_details"] and detailed["details_category"] == "PUBLIC_DISORDER"
     assert detailed["details_subject_descriptors"] == [{"colour": "red"}]
     assert detailed["details_occurred_at"] == at(T0 - 10 * MINUTE)
+    assert (detailed["officer_token"], detailed["officer_key_id"]) == ("e5" * 32, "key-1")
+    assert release["officer_token"] == ""  # an older producer's release names no officer
+    (audited,) = select(
+        client, "SELECT officer_token FROM audit_log WHERE action = 'release' AND agency = 'cantho'"
+    )
+    assert audited["officer_token"] == "e5" * 32
     # the audience other than the owner reads the attached details in the view
     (seen,) = select(client, "SELECT * FROM released_incidents WHERE owner = 'cantho'")
     assert (seen["viewer"], seen["details_from"], seen["narrative"]) == (
