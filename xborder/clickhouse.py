@@ -172,6 +172,83 @@ class Migration:
     statements: tuple[str, ...]
 
 
+def _audit_log_view(release_officer: str) -> str:
+    """The ``audit_log`` view; ``release_officer`` gives a release's officer token and key
+    id (migration 12 had none, migration 13 reads the columns it adds)."""
+    return f"""
+            CREATE OR REPLACE VIEW audit_log AS
+            SELECT * FROM (
+                SELECT
+                    any(decided_at) AS at,
+                    'verdict' AS action,
+                    'accepted' AS outcome,
+                    any(agency) AS agency,
+                    any(officer_token) AS officer_token,
+                    any(officer_key_id) AS officer_key_id,
+                    any(case_id) AS case_id,
+                    toString(event_id) AS event_id,
+                    concat(any(decision), if(any(reason) = '', '', concat(': ', any(reason))))
+                        AS detail,
+                    'verdicts' AS source,
+                    min(ingested_at) AS recorded_at
+                FROM verdicts
+                GROUP BY event_id
+                UNION ALL
+                SELECT
+                    any(requested_at),
+                    'report',
+                    'accepted',
+                    any(agency),
+                    any(officer_token),
+                    any(officer_key_id),
+                    any(case_id),
+                    toString(event_id),
+                    concat('conclusion ', ifNull(any(conclusion_id), '(agreed at the time)')),
+                    'case_reports',
+                    min(ingested_at)
+                FROM case_reports
+                GROUP BY event_id
+                UNION ALL
+                SELECT
+                    any(released_at),
+                    'release',
+                    'accepted',
+                    any(agency),
+                    {release_officer},
+                    any(case_id),
+                    toString(event_id),
+                    concat(
+                        'incident ', any(incident_id), ' to ',
+                        arrayStringConcat(any(audience), ','),
+                        if(any(has_details), ' (details attached)', ' (by reference)')
+                    ),
+                    'incident_releases',
+                    min(ingested_at)
+                FROM incident_releases
+                GROUP BY event_id
+                UNION ALL
+                SELECT
+                    failed_at,
+                    'refused input',
+                    concat('refused: ', reason),
+                    agency,
+                    '',
+                    '',
+                    '',
+                    concat(source_topic, '[', toString(source_partition), ']@',
+                           toString(source_offset)),
+                    error,
+                    'dead_letters',
+                    failed_at
+                FROM dead_letters_current
+                WHERE match(source_topic, '(^|[.])verdicts[.]')
+            )
+            ORDER BY at, event_id
+            COMMENT 'Audit: every verdict, report and release the lifecycle accepted (who, what,
+ when) and every refused verification input (why, where); no FINAL needed'
+            """
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -1024,81 +1101,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         12,
         "audit_log: who did what and when for every verdict, report and release, accepted"
         " or refused",
-        (
-            """
-            CREATE OR REPLACE VIEW audit_log AS
-            SELECT * FROM (
-                SELECT
-                    any(decided_at) AS at,
-                    'verdict' AS action,
-                    'accepted' AS outcome,
-                    any(agency) AS agency,
-                    any(officer_token) AS officer_token,
-                    any(officer_key_id) AS officer_key_id,
-                    any(case_id) AS case_id,
-                    toString(event_id) AS event_id,
-                    concat(any(decision), if(any(reason) = '', '', concat(': ', any(reason))))
-                        AS detail,
-                    'verdicts' AS source,
-                    min(ingested_at) AS recorded_at
-                FROM verdicts
-                GROUP BY event_id
-                UNION ALL
-                SELECT
-                    any(requested_at),
-                    'report',
-                    'accepted',
-                    any(agency),
-                    any(officer_token),
-                    any(officer_key_id),
-                    any(case_id),
-                    toString(event_id),
-                    concat('conclusion ', ifNull(any(conclusion_id), '(agreed at the time)')),
-                    'case_reports',
-                    min(ingested_at)
-                FROM case_reports
-                GROUP BY event_id
-                UNION ALL
-                SELECT
-                    any(released_at),
-                    'release',
-                    'accepted',
-                    any(agency),
-                    '',
-                    '',
-                    any(case_id),
-                    toString(event_id),
-                    concat(
-                        'incident ', any(incident_id), ' to ',
-                        arrayStringConcat(any(audience), ','),
-                        if(any(has_details), ' (details attached)', ' (by reference)')
-                    ),
-                    'incident_releases',
-                    min(ingested_at)
-                FROM incident_releases
-                GROUP BY event_id
-                UNION ALL
-                SELECT
-                    failed_at,
-                    'refused input',
-                    concat('refused: ', reason),
-                    agency,
-                    '',
-                    '',
-                    '',
-                    concat(source_topic, '[', toString(source_partition), ']@',
-                           toString(source_offset)),
-                    error,
-                    'dead_letters',
-                    failed_at
-                FROM dead_letters_current
-                WHERE match(source_topic, '(^|[.])verdicts[.]')
-            )
-            ORDER BY at, event_id
-            COMMENT 'Audit: every verdict, report and release the lifecycle accepted (who, what,
- when) and every refused verification input (why, where); no FINAL needed'
-            """,
-        ),
+        (_audit_log_view("'', ''"),),
     ),
     Migration(
         13,
@@ -1109,79 +1112,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ADD COLUMN IF NOT EXISTS officer_token String,
                 ADD COLUMN IF NOT EXISTS officer_key_id LowCardinality(String)
             """,
-            """
-            CREATE OR REPLACE VIEW audit_log AS
-            SELECT * FROM (
-                SELECT
-                    any(decided_at) AS at,
-                    'verdict' AS action,
-                    'accepted' AS outcome,
-                    any(agency) AS agency,
-                    any(officer_token) AS officer_token,
-                    any(officer_key_id) AS officer_key_id,
-                    any(case_id) AS case_id,
-                    toString(event_id) AS event_id,
-                    concat(any(decision), if(any(reason) = '', '', concat(': ', any(reason))))
-                        AS detail,
-                    'verdicts' AS source,
-                    min(ingested_at) AS recorded_at
-                FROM verdicts
-                GROUP BY event_id
-                UNION ALL
-                SELECT
-                    any(requested_at),
-                    'report',
-                    'accepted',
-                    any(agency),
-                    any(officer_token),
-                    any(officer_key_id),
-                    any(case_id),
-                    toString(event_id),
-                    concat('conclusion ', ifNull(any(conclusion_id), '(agreed at the time)')),
-                    'case_reports',
-                    min(ingested_at)
-                FROM case_reports
-                GROUP BY event_id
-                UNION ALL
-                SELECT
-                    any(released_at),
-                    'release',
-                    'accepted',
-                    any(agency),
-                    any(officer_token),
-                    any(officer_key_id),
-                    any(case_id),
-                    toString(event_id),
-                    concat(
-                        'incident ', any(incident_id), ' to ',
-                        arrayStringConcat(any(audience), ','),
-                        if(any(has_details), ' (details attached)', ' (by reference)')
-                    ),
-                    'incident_releases',
-                    min(ingested_at)
-                FROM incident_releases
-                GROUP BY event_id
-                UNION ALL
-                SELECT
-                    failed_at,
-                    'refused input',
-                    concat('refused: ', reason),
-                    agency,
-                    '',
-                    '',
-                    '',
-                    concat(source_topic, '[', toString(source_partition), ']@',
-                           toString(source_offset)),
-                    error,
-                    'dead_letters',
-                    failed_at
-                FROM dead_letters_current
-                WHERE match(source_topic, '(^|[.])verdicts[.]')
-            )
-            ORDER BY at, event_id
-            COMMENT 'Audit: every verdict, report and release the lifecycle accepted (who, what,
- when) and every refused verification input (why, where); no FINAL needed'
-            """,
+            _audit_log_view("any(officer_token), any(officer_key_id)"),
         ),
     ),
 )
