@@ -32,11 +32,7 @@ def pseudonymise_subject(
     identifiers are refused. For a person with several identifiers, use
     :func:`pseudonymise_person`.
     """
-    checked = check_kind(kind)
-    if role not in SUBJECT_ROLES:
-        raise InvalidRecordError(f"subject role {role!r} is not one of {', '.join(SUBJECT_ROLES)}")
-    if not isinstance(individual, str) or len(individual) > 32:
-        raise InvalidRecordError("subject individual: a short label such as 'p1' (32 at most)")
+    checked = _checked(kind, role, individual)
     token = tokenizer.token(checked, canonical(checked, raw_value, birth_date))
     return _subject(token, checked, raw_value, role, descriptors, birth_date, individual)
 
@@ -63,16 +59,22 @@ def pseudonymise_subjects(
                 birth_date=birth_date, individual=individual,
             )
         ]  # fmt: skip
-    checked = check_kind(kind)
-    if role not in SUBJECT_ROLES:
-        raise InvalidRecordError(f"subject role {role!r} is not one of {', '.join(SUBJECT_ROLES)}")
-    if not isinstance(individual, str) or len(individual) > 32:
-        raise InvalidRecordError("subject individual: a short label such as 'p1' (32 at most)")
+    checked = _checked(kind, role, individual)
     tokens = tokenizer.tokens_for_lookup(checked, canonical(checked, raw_value, birth_date))
     return [
         _subject(token, checked, raw_value, role, descriptors, birth_date, individual)
         for token in tokens
     ]
+
+
+def _checked(kind: str, role: str, individual: str) -> str:
+    """The subject kind, checked with the role and the individual label."""
+    checked = check_kind(kind)
+    if role not in SUBJECT_ROLES:
+        raise InvalidRecordError(f"subject role {role!r} is not one of {', '.join(SUBJECT_ROLES)}")
+    if not isinstance(individual, str) or len(individual) > 32:
+        raise InvalidRecordError("subject individual: a short label such as 'p1' (32 at most)")
+    return checked
 
 
 def _subject(
