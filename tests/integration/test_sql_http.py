@@ -20,13 +20,13 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from tests.integration.incidents import incident_messages
 from xborder.agencies import load_agencies
-from xborder.bench.kafka_io import Message, publish
+from xborder.bench.kafka_io import publish
 from xborder.pipeline import Pipeline
 from xborder.samples import sample_events
 from xborder.settings import Settings, to_env
 from xborder.topics import Topics, ensure_project_topics
-from xborder.wire import codec_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,17 +61,9 @@ def _free_port() -> int:
 
 
 def _publish(settings: Settings, topics: Topics, count: int) -> None:
-    codec = codec_for(settings)
     publish(
         settings.kafka.bootstrap_servers,
-        [
-            Message(
-                topics.incidents(e["agency"]),
-                e["incident_id"].encode(),
-                codec.encode("IncidentReported", codec.from_json("IncidentReported", e)),
-            )
-            for e in sample_events(count)
-        ],
+        incident_messages(settings, topics, sample_events(count)),
     )
 
 

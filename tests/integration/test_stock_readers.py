@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.incidents import incident_messages
 from tests.integration.kafka_read import consume_all
 from xborder.agencies import load_agencies
 from xborder.bench.kafka_io import Message, publish
@@ -59,15 +60,7 @@ def test_the_guides_kcat_lines_and_fastavro_consumer_read_the_outputs(
     topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
     ensure_project_topics(settings, topics)
     codec = codec_for(settings)
-    events = sample_events(12)
-    messages = [
-        Message(
-            topics.incidents(e["agency"]),
-            e["incident_id"].encode(),
-            codec.encode("IncidentReported", codec.from_json("IncidentReported", e)),
-        )
-        for e in events
-    ]
+    messages = incident_messages(settings, topics, sample_events(12))
     messages.append(Message(topics.incidents("cantho"), b"bad", b"not an event"))
     pipeline = Pipeline(settings, sink=False)
     with pipeline.running():

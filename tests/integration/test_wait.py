@@ -10,14 +10,14 @@ import sys
 
 import pytest
 
+from tests.integration.incidents import incident_messages
 from xborder.agencies import load_agencies
-from xborder.bench.kafka_io import Message, publish
+from xborder.bench.kafka_io import publish
 from xborder.clickhouse import get_client
 from xborder.pipeline import Pipeline
 from xborder.samples import sample_events
 from xborder.settings import Settings, to_env
 from xborder.topics import Topics, ensure_project_topics
-from xborder.wire import codec_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,19 +34,8 @@ def _wait(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _publish(settings: Settings, topics: Topics, count: int) -> int:
-    codec = codec_for(settings)
     events = sample_events(count)
-    publish(
-        settings.kafka.bootstrap_servers,
-        [
-            Message(
-                topics.incidents(e["agency"]),
-                e["incident_id"].encode(),
-                codec.encode("IncidentReported", codec.from_json("IncidentReported", e)),
-            )
-            for e in events
-        ],
-    )
+    publish(settings.kafka.bootstrap_servers, incident_messages(settings, topics, events))
     return len(events)
 
 
