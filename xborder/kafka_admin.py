@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -160,11 +160,7 @@ def group_lag(
         **(security or {}),
     )
     try:
-        lag = 0
-        for tp, end in _end_offsets(consumer, topics).items():
-            committed = consumer.committed(tp)
-            lag += max(0, end - (committed or 0))
-        return lag
+        return committed_lag(consumer, end_offsets(consumer, topics))
     finally:
         consumer.close(autocommit=False)
 
@@ -178,14 +174,19 @@ def topic_sizes(
     )
     try:
         sizes = dict.fromkeys(topics, 0)
-        for tp, end in _end_offsets(consumer, sizes).items():
+        for tp, end in end_offsets(consumer, sizes).items():
             sizes[tp.topic] += end
         return sizes
     finally:
         consumer.close(autocommit=False)
 
 
-def _end_offsets(consumer: KafkaConsumer, topics: Iterable[str]) -> dict[TopicPartition, int]:
+def committed_lag(consumer: KafkaConsumer, ends: Mapping[TopicPartition, int]) -> int:
+    """Messages before ``ends`` that the consumer's group has not committed."""
+    return sum(max(0, end - (consumer.committed(tp) or 0)) for tp, end in ends.items())
+
+
+def end_offsets(consumer: KafkaConsumer, topics: Iterable[str]) -> dict[TopicPartition, int]:
     """End offset of every partition of ``topics`` (topics the cluster lacks have none)."""
     partitions = [
         TopicPartition(topic, p)

@@ -21,12 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from xborder import kafka_security
 from xborder.agencies import load_agencies
 from xborder.errors import ServiceUnavailableError, XborderError
+from xborder.kafka_admin import committed_lag, end_offsets
 from xborder.settings import Settings
 from xborder.topics import Topics
 
@@ -78,22 +79,6 @@ def _consumer(settings: Settings, group: str) -> KafkaConsumer:
         ) from exc
 
 
-def _targets(consumer: KafkaConsumer, names: tuple[str, ...]) -> dict[TopicPartition, int]:
-    partitions = [
-        TopicPartition(topic, p)
-        for topic in names
-        for p in sorted(consumer.partitions_for_topic(topic) or ())
-    ]
-    return dict(consumer.end_offsets(partitions)) if partitions else {}
-
-
-def _lag(consumer: KafkaConsumer, targets: dict[TopicPartition, int]) -> int:
-    lag = 0
-    for tp, end in targets.items():
-        lag += max(0, end - (consumer.committed(tp) or 0))
-    return lag
-
-
 def wait_until_processed(
     settings: Settings,
     timeout_s: float = 120.0,
@@ -107,9 +92,9 @@ def wait_until_processed(
     for stage in stages(settings, topics, sink):
         consumer = _consumer(settings, stage.group)
         try:
-            targets = _targets(consumer, stage.topics)
+            targets = end_offsets(consumer, stage.topics)
             while True:
-                lag = _lag(consumer, targets)
+                lag = committed_lag(consumer, targets)
                 if progress is not None:
                     progress(stage, lag)
                 if lag == 0:
