@@ -97,7 +97,7 @@ class LocalKafkaSettings(_Group):
     cache_dir: Path = Field(default_factory=lambda: _default_cache() / "kafka")
     """Where downloaded Kafka jars are kept, shared by all data directories."""
     heap: str = "1g"
-    """JVM maximum heap for the broker (-Xmx)."""
+    """JVM heap for the broker (-Xms and -Xmx; committed and touched at start)."""
     start_timeout_s: float = Field(default=90.0, gt=0)
     """How long ``up`` waits for the broker to accept requests."""
     partitions: int = Field(default=4, ge=1)
