@@ -56,22 +56,41 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         kafka.down()
 
 
+def fresh_settings(kafka_settings: Settings, data_root: Path, **overrides: object) -> Settings:
+    """Settings on the session broker with a unique topic prefix, groups, app id, ports and
+    a data dir under ``data_root``: runs never see each other's data."""
+    run = uuid.uuid4().hex[:10]
+    base = {
+        "data_dir": data_root / f"data-{run}",
+        "topics.prefix": f"t{run}.",
+        "worker.app_id": f"xborder-test-{run}",
+        "worker.web_port": free_port_pair(),
+        "sql_http.port": free_port_pair(),  # each test sink serves SQL on its own port
+        "sink.group_id": f"xborder-sink-{run}",
+        "sink.flush_interval_s": 0.3,
+    }
+    base.update({k: v for k, v in overrides.items()})
+    return kafka_settings.with_overrides(**base)
+
+
 @pytest.fixture
 def make_settings(kafka_settings: Settings, tmp_path: Path) -> object:
     """Factory of per-test settings: unique topic prefix, groups, app id and data dir."""
 
     def build(**overrides: object) -> Settings:
-        run = uuid.uuid4().hex[:10]
-        base = {
-            "data_dir": tmp_path / f"data-{run}",
-            "topics.prefix": f"t{run}.",
-            "worker.app_id": f"xborder-test-{run}",
-            "worker.web_port": free_port_pair(),
-            "sql_http.port": free_port_pair(),  # each test sink serves SQL on its own port
-            "sink.group_id": f"xborder-sink-{run}",
-            "sink.flush_interval_s": 0.3,
-        }
-        base.update({k: v for k, v in overrides.items()})
-        return kafka_settings.with_overrides(**base)
+        return fresh_settings(kafka_settings, tmp_path, **overrides)
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def make_module_settings(
+    kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> object:
+    """The same factory for module-scoped fixtures (one run shared by a module's tests)."""
+    root = tmp_path_factory.mktemp("module")
+
+    def build(**overrides: object) -> Settings:
+        return fresh_settings(kafka_settings, root, **overrides)
 
     return build

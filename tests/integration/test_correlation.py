@@ -119,10 +119,17 @@ def _assert_ground_truth(settings: Settings, truth: Truth) -> None:
     assert sorted(sorted(c) for c in cases) == sorted(sorted(c.incidents) for c in truth.cases)
 
 
-def test_links_and_cases_are_exactly_the_ground_truth(make_settings, scenario) -> None:
-    truth, documents = scenario
-    settings = make_settings()
-    _run(settings, documents)
+@pytest.fixture(scope="module")
+def one_worker_run(make_module_settings, scenario) -> tuple[Settings, Outcome]:
+    """The scenario through one worker, uninterrupted: its settings and outcome. Three tests
+    check or compare with this same run, so it runs once."""
+    settings = make_module_settings()
+    return settings, _run(settings, scenario[1])
+
+
+def test_links_and_cases_are_exactly_the_ground_truth(one_worker_run, scenario) -> None:
+    truth, _ = scenario
+    settings, _ = one_worker_run
     _assert_ground_truth(settings, truth)
 
 
@@ -135,16 +142,20 @@ def test_events_shuffled_within_the_allowed_lateness_give_the_same_truth(
     _assert_ground_truth(settings, truth)
 
 
-def test_one_worker_and_two_workers_give_the_same_links_and_cases(make_settings, scenario) -> None:
+def test_one_worker_and_two_workers_give_the_same_links_and_cases(
+    make_settings, scenario, one_worker_run
+) -> None:
     _, documents = scenario
-    one = _run(make_settings(), documents, workers=1)
+    _, one = one_worker_run
     two = _run(make_settings(), documents, workers=2)
     assert one[0] and one[1]
     assert two == one
 
 
-def test_a_worker_killed_mid_stream_resumes_with_the_same_results(make_settings, scenario) -> None:
+def test_a_worker_killed_mid_stream_resumes_with_the_same_results(
+    make_settings, scenario, one_worker_run
+) -> None:
     _, documents = scenario
-    uninterrupted = _run(make_settings(), documents)
+    _, uninterrupted = one_worker_run
     restarted = _run(make_settings(), documents, crash=True)
     assert restarted == uninterrupted
