@@ -485,7 +485,12 @@ def rows_for(
 _AGENCY_TOPIC = re.compile(r"(?:^|\.)(?:incidents|verdicts)\.([^.]+)$")
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\[\]-]{0,63}")
-_DIGITS = re.compile(r"\d{7,}")
+# Ids (hex case and correlation ids, UUID event ids) often hold a run of seven digits;
+# they are matched whole first so that only numbers standing alone are masked.
+_DIGITS = re.compile(
+    r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
+    r"|\b(?=[0-9a-f]*[a-f])[0-9a-f]{16,}\b|\d{7,}"
+)
 _EMAIL = re.compile(r"[^\s'\"<>;,]+@[^\s'\"<>;,]+")
 
 
@@ -503,7 +508,12 @@ def mask_error(error: str) -> str:
     worker's messages name fields rather than quote values; this is a second line."""
     error = _EMAIL.sub("<e-mail>", error[:MAX_ERROR_LEN])
     error = _QUOTED.sub(_mask_quoted, error)
-    return _DIGITS.sub(lambda m: f"<{len(m.group(0))} digits>", error)
+    return _DIGITS.sub(_mask_digits, error)
+
+
+def _mask_digits(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return f"<{len(text)} digits>" if text.isdigit() else text
 
 
 def agency_of_topic(topic: str) -> str:

@@ -351,6 +351,13 @@ def test_dead_letter_rows_mask_values_and_name_the_agency() -> None:
     assert mask_error('call 0912345678 or mail a.b@c.vn; given "Nguyen Van A"') == (
         "call <10 digits> or mail <e-mail>; given <12 chars>"
     )
+    case, event = "9b728d0123456789d0016e2f40a1c3b5", "123e4567-e89b-42d3-a456-426614174000"
+    assert mask_error(f"case {case} of event {event} refused") == (
+        f"case {case} of event {event} refused"
+    )
+    assert mask_error("id 12345678901234567890 or x0912345678") == (
+        "id <20 digits> or x<10 digits>"
+    )
     assert [agency_of_topic(t) for t in ("incidents.cantho", "p.verdicts.angiang")] == [
         "cantho",
         "angiang",
