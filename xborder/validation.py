@@ -40,6 +40,7 @@ from xborder.pseudonym.detect import (
     find_identifiers,
     masked,
 )
+from xborder.pseudonym.tokens import TOKEN_PATTERN
 from xborder.settings import ContractSettings
 
 
@@ -185,37 +186,50 @@ def check_raw_identifiers(value: dict[str, Any], policy: RawIdentifierPolicy) ->
     three records) under ``policy``; redacts in place and returns how many fields were
     changed, or raises InvalidRecordError with reason ``raw-identifier``."""
     changed = 0
-
-    def text(holder: dict[str, Any], name: str, path: str, names: bool = False) -> None:
-        nonlocal changed
-        given = holder.get(name)
-        if isinstance(given, str) and given:
-            checked = check_text(given, path, policy, names=names, rule=_FREE_TEXT_RULE)
-            if checked is not given:
-                holder[name] = checked
-                changed += 1
-
     incident_id = value.get("incident_id")
     if isinstance(incident_id, str):
         check_identifier(incident_id, "incident_id")
-    text(value, "source_system", "source_system", names=True)
-    text(value, "narrative", "narrative")
-    text(value, "reason", "reason")
+    for name, names in _TOP_TEXT_FIELDS:
+        changed += _check_field(value, name, name, policy, names)
     location = value.get("location")
     if isinstance(location, dict):
-        for name in ("address", "admin_unit_name", "admin_unit_code"):
-            text(location, name, f"location.{name}")
+        for name, path in _LOCATION_TEXT_FIELDS:
+            changed += _check_field(location, name, path, policy, False)
     tags = value.get("modus_operandi")
     if isinstance(tags, list):
         for index, tag in enumerate(tags):
-            if isinstance(tag, str):
+            # the path is built only for a tag that holds something (most hold nothing)
+            if isinstance(tag, str) and find_identifiers(tag):
                 checked = check_text(tag, f"modus_operandi[{index}]", policy, rule=_FREE_TEXT_RULE)
                 if checked is not tag:
                     tags[index] = checked
                     changed += 1
     for index, subject in enumerate(value.get("subjects") or ()):
-        changed += _check_subject(subject, f"subjects[{index}]", policy)
+        changed += _check_subject(subject, index, policy)
     return changed
+
+
+_TOP_TEXT_FIELDS = (("source_system", True), ("narrative", False), ("reason", False))
+"""Top-level text fields of an incident event and whether names are looked for in them."""
+_LOCATION_TEXT_FIELDS = tuple(
+    (name, f"location.{name}") for name in ("address", "admin_unit_name", "admin_unit_code")
+)
+
+
+def _check_field(
+    holder: dict[str, Any], name: str, path: str, policy: RawIdentifierPolicy, names: bool
+) -> int:
+    """Check the text field ``name`` of ``holder`` under ``policy`` (redacted in place);
+    1 when it was changed. The detector's answer for a short text is cached, so asking it
+    first and calling :func:`check_text` only when it finds something costs one look-up."""
+    given = holder.get(name)
+    if not (isinstance(given, str) and given) or not find_identifiers(given, names=names):
+        return 0
+    checked = check_text(given, path, policy, names=names, rule=_FREE_TEXT_RULE)
+    if checked is given:
+        return 0
+    holder[name] = checked
+    return 1
 
 
 _VERIFICATION_RULE = (
@@ -251,20 +265,25 @@ def check_verification_input(record_name: str, value: dict[str, Any]) -> None:
             raise _fail("details", str(exc), RAW_IDENTIFIER) from exc
 
 
-def _check_subject(subject: dict[str, Any], where: str, policy: RawIdentifierPolicy) -> int:
+def _check_subject(subject: dict[str, Any], index: int, policy: RawIdentifierPolicy) -> int:
     """A subject's token (always refused when not a token) and its descriptors and
     ``individual`` label (names looked for too) under ``policy``."""
-    assert_token(subject.get("token"), f"{where}.token")
+    token = subject.get("token")
+    # a token passes assert_token exactly when it matches the pattern; the field path is
+    # built only for a value that does not
+    if not (isinstance(token, str) and TOKEN_PATTERN.fullmatch(token)):
+        assert_token(token, f"subjects[{index}].token")
     changed = 0
     individual = subject.get("individual")
-    if isinstance(individual, str) and individual:
-        checked = check_text(individual, f"{where}.individual", policy, names=True)
+    if isinstance(individual, str) and individual and find_identifiers(individual, names=True):
+        checked = check_text(individual, f"subjects[{index}].individual", policy, names=True)
         if checked is not individual:
             subject["individual"] = checked
             changed += 1
     descriptors = subject.get("descriptors")
     if not descriptors:
         return changed
+    where = f"subjects[{index}]"
     if not isinstance(descriptors, dict):
         raise _fail(f"{where}.descriptors", "descriptors must be a map of text to text")
     rule = "descriptors must not identify anyone (tokenise the identifier as a subject)"

@@ -445,7 +445,7 @@ def _name_spans(text: str) -> list[tuple[int, int]]:
     while index < len(words):
         start, _, word = words[index]
         run = 1
-        if word[0].isupper() and _folded(word) in _SURNAMES:
+        if word[0].isupper():
             while (
                 index + run < len(words)
                 and run < _MAX_NAME_WORDS
@@ -454,7 +454,8 @@ def _name_spans(text: str) -> list[tuple[int, int]]:
                 and not text[words[index + run - 1][1] : words[index + run][0]].strip()
             ):
                 run += 1
-            if run >= 2:
+            # the surname is normalised (the costly part) only for a run of two or more
+            if run >= 2 and _folded(word) in _SURNAMES:
                 spans.append((start, words[index + run - 1][1]))
                 index += run
                 continue
