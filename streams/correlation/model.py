@@ -113,15 +113,6 @@ _interned: dict[Any, Any] = {}
 _INTERN_MAX = 65_536  # categories, kinds, agencies and tag sets repeat: share one object each
 
 
-def _intern(value: Any) -> Any:
-    found = _interned.get(value)
-    if found is None:
-        if len(_interned) >= _INTERN_MAX:
-            _interned.clear()
-        _interned[value] = found = value
-    return found
-
-
 def view_from_event(value: Mapping[str, Any], jurisdictions: Locator) -> IncidentView:
     """The view of a decoded IncidentReported or IncidentUpdated (timestamps as datetimes or
     ms); ``jurisdictions`` places the location (``Jurisdictions.locate``)."""
@@ -139,23 +130,28 @@ def view_from_event(value: Mapping[str, Any], jurisdictions: Locator) -> Inciden
     tokens = sorted({(s["kind"], s["token"]) for s in subjects})
     person_keys, individuals = _person_facts(subjects)
     tags = frozenset(str(t).strip().lower() for t in value.get("modus_operandi") or ())
+    tags = tags - {""} if "" in tags else tags
+    intern = _interned.setdefault
+    if len(_interned) >= _INTERN_MAX:
+        _interned.clear()
+    # positional: a NamedTuple built with keywords costs a third more
     return IncidentView(
-        event_id=str(value["event_id"]),
-        agency=_intern(value["agency"]),
-        incident_id=value["incident_id"],
-        occurred_ms=to_ms(value["occurred_at"]),
-        lat=lat,
-        lon=lon,
-        category=_intern(value["category"]),
-        severity=_intern(value["severity"]),
-        tokens=tuple((_intern(kind), token) for kind, token in tokens),
-        modus_operandi=_intern(tags - {""}),
-        jurisdiction=placement.agency_id,
-        in_border_zone=placement.in_border_zone,
-        distance_km=placement.distance_to_boundary_km,
-        version_ms=0 if version is None else to_ms(version),
-        person_keys=person_keys,
-        individuals=individuals,
+        str(value["event_id"]),
+        intern(agency := value["agency"], agency),
+        value["incident_id"],
+        to_ms(value["occurred_at"]),
+        lat,
+        lon,
+        intern(category := value["category"], category),
+        intern(severity := value["severity"], severity),
+        tuple([(intern(kind, kind), token) for kind, token in tokens]),
+        intern(tags, tags),
+        placement.agency_id,
+        placement.in_border_zone,
+        placement.distance_to_boundary_km,
+        0 if version is None else to_ms(version),
+        person_keys,
+        individuals,
     )
 
 
@@ -237,23 +233,29 @@ def from_wire(item: list[Any]) -> IncidentView:
         and all(isinstance(x, str) for x in keys) and all(isinstance(x, str) for x in individuals)
     ):  # fmt: skip
         raise ValueError(f"IncidentView wire list with a field of the wrong type: {item!r:.200}")
+    # interned through the dict's setdefault (one C call each, no Python frame): the views
+    # of a window share one object per agency, category, kind and tag set
+    intern = _interned.setdefault
+    if len(_interned) >= _INTERN_MAX:
+        _interned.clear()
     it = iter(flat)
     kit, iit = iter(keys), iter(individuals)
+    tag_set = frozenset(tags)
     return IncidentView(
         event_id,
-        _intern(agency),
+        intern(agency, agency),
         incident_id,
         occurred,
         lat,
         lon,
-        _intern(category),
-        _intern(severity),
-        tuple((_intern(kind), token) for kind, token in zip(it, it, strict=True)),
-        _intern(frozenset(tags)),
-        None if jurisdiction is None else _intern(jurisdiction),
+        intern(category, category),
+        intern(severity, severity),
+        tuple([(intern(kind, kind), token) for kind, token in zip(it, it, strict=True)]),
+        intern(tag_set, tag_set),
+        None if jurisdiction is None else intern(jurisdiction, jurisdiction),
         bool(border),
         distance,
         version,
-        tuple(zip(kit, kit, strict=True)),
-        tuple(zip(iit, iit, strict=True)),
+        tuple(zip(kit, kit, strict=True)) if keys else (),
+        tuple(zip(iit, iit, strict=True)) if individuals else (),
     )
