@@ -162,9 +162,24 @@ class Router:
 
 
 def encode_blocks(progress: dict[str, int], items: list[list[Any]]) -> bytes:
-    """A blocks message: the sources' progress (newest event time) and the items (JSON,
-    by orjson: the correlation stage parses one per batch, and the stdlib is 3x slower)."""
-    return orjson.dumps({"s": progress, "i": items})
+    """A blocks message: the sources' progress (newest event time) and the (key, view wire)
+    items (JSON, by orjson: the correlation stage parses one per batch, and the stdlib is
+    3x slower). An incident routed to one partition under several keys is written once:
+    ``v`` holds each event's wire list once (the first one given for its event id), ``k``
+    the items' keys and ``n`` the position in ``v`` of each item's view."""
+    wires: list[list[Any]] = []
+    keys: list[str] = []
+    refs: list[int] = []
+    position: dict[Any, int] = {}
+    for key, wire in items:
+        event_id = wire[1]
+        n = position.get(event_id)
+        if n is None:
+            n = position[event_id] = len(wires)
+            wires.append(wire)
+        keys.append(key)
+        refs.append(n)
+    return orjson.dumps({"s": progress, "v": wires, "k": keys, "n": refs})
 
 
 def decode_blocks(payload: bytes) -> tuple[dict[str, int], list[tuple[str, IncidentView]]]:
@@ -175,21 +190,34 @@ def decode_blocks(payload: bytes) -> tuple[dict[str, int], list[tuple[str, Incid
 def _blocks_message(
     message: dict[str, Any],
 ) -> tuple[dict[str, int], list[tuple[str, IncidentView]]]:
-    """Progress and items of a parsed blocks message; an incident sent under several keys
-    to one partition becomes one view object."""
+    """Progress and items of a parsed blocks message (either layout: views written once,
+    or, as written before, each item with its own wire list); an incident sent under
+    several keys to one partition becomes one view object."""
     progress = message["s"]
     if not isinstance(progress, dict) or not all(
         isinstance(source, str) and type(moment) is int for source, moment in progress.items()
     ):
         raise ValueError("a blocks message's progress must map sources to event times")
-    views: dict[str, IncidentView] = {}
     items = []
+    if "v" in message:
+        views = [from_wire(wire) for wire in message["v"]]
+        keys, refs = message["k"], message["n"]
+        if len(keys) != len(refs):
+            raise ValueError("a blocks message has as many view positions as keys")
+        for key, n in zip(keys, refs, strict=True):
+            if not isinstance(key, str):
+                raise ValueError(f"a blocking key must be a string, got {key!r:.80}")
+            if type(n) is not int or n < 0:
+                raise ValueError(f"a view position must be a non-negative int, got {n!r:.80}")
+            items.append((key, views[n]))
+        return progress, items
+    by_event: dict[str, IncidentView] = {}
     for key, wire in message["i"]:
         if not isinstance(key, str):
             raise ValueError(f"a blocking key must be a string, got {key!r:.80}")
-        view = views.get(wire[1])  # by event_id: one event, one view
+        view = by_event.get(wire[1])  # by event_id: one event, one view
         if view is None:
-            view = views[wire[1]] = from_wire(wire)
+            view = by_event[wire[1]] = from_wire(wire)
         items.append((key, view))
     return progress, items
 

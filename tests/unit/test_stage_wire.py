@@ -86,3 +86,20 @@ def test_a_large_blocks_message_is_split_with_the_progress_on_the_last_part() ->
     assert keys == [key for key, _ in wire_items]  # every item once, in order
     small = split_blocks(progress, wire_items[:3])
     assert small == [encode_blocks(progress, wire_items[:3])]
+
+
+def test_a_blocks_message_writes_each_view_once_and_reads_as_the_old_layout() -> None:
+    views = generated(400)
+    wire_items = [[key, to_wire(view)] for key, view in items(*views)]
+    assert len({w[1] for _, w in wire_items}) < len(wire_items)  # some views under 2+ keys
+    progress = {"incidents.cantho:0": 123}
+
+    payload = encode_blocks(progress, wire_items)
+    old = orjson.dumps({"s": progress, "i": wire_items})  # as written before
+
+    assert len(orjson.loads(payload)["v"]) == len({w[1] for _, w in wire_items})
+    assert len(payload) < len(old)
+    assert decode_blocks(payload) == decode_blocks(old)
+    _, decoded = decode_blocks(payload)
+    by_event = {view.event_id: view for _, view in decoded}
+    assert all(view is by_event[view.event_id] for _, view in decoded)  # one object each
