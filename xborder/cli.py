@@ -252,6 +252,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from xborder.bench.identity import main as identity_main
 
         return identity_main(settings, args.rest)
+    if args.what == "sql":
+        from xborder.bench.sql import main as sql_main
+
+        return sql_main(settings, args.rest)
     if args.what == "geo":
         from xborder import geo_bench
 
@@ -440,11 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="benchmarks that print figures: the whole pipeline, the worker's stages, "
         "latency under sustained load, verdict to conclusion, identity quality by person key, "
-        "the codec, geo lookups",
+        "the codec, geo lookups, analysts' SQL (insert rate, documented queries)",
     )
     bench.add_argument(
         "what",
-        choices=["pipeline", "stages", "latency", "verification", "identity", "codec", "geo"],
+        choices=[
+            "pipeline",
+            "stages",
+            "latency",
+            "verification",
+            "identity",
+            "codec",
+            "geo",
+            "sql",
+        ],
     )
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
     bench.set_defaults(handler=cmd_bench)
