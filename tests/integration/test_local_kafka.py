@@ -9,9 +9,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from tests.conftest import free_port_pair
+from tests.integration.kafka_read import consume_all
 from xborder.errors import LocalKafkaError
 from xborder.kafka_admin import ensure_topics
 from xborder.local_kafka import LocalKafka
@@ -102,14 +103,8 @@ def test_second_up_after_down_keeps_the_data(tmp_path: Path) -> None:
 
         status = kafka.up()
         assert status.running and status.accepts_requests
-        consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=settings.kafka.bootstrap_servers,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=15_000,
-        )
-        values = [m.value for m in consumer]
-        consumer.close()
+        records = consume_all(settings.kafka.bootstrap_servers, topic, 1, timeout_s=15)
+        values = [m.value for m in records]
         assert values == [b"survives restart"]
     finally:
         kafka.down()

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer
 
 from tests.integration import java_client
+from tests.integration.kafka_read import read_to_end
 from xborder.agencies import load_agencies
 from xborder.bench.kafka_io import Message, publish
 from xborder.clickhouse import get_client
@@ -140,25 +140,15 @@ class Harness:
 
     def read(self, topic: str) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
         """Every record of ``topic``: (record name, value, headers)."""
-        consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            consumer_timeout_ms=1_500,
-        )
-        try:
-            out = []
-            for message in consumer:
-                headers = {k: v.decode() for k, v in message.headers or []}
-                if message.value and message.value[:1] in (b"\xc3", b"\x00"):
-                    decoded = self.codec.decode(message.value, logical_types=False)
-                    out.append((decoded.record_name.rpartition(".")[2], decoded.value, headers))
-                else:
-                    out.append(("", {}, headers))
-            return out
-        finally:
-            consumer.close()
+        out = []
+        for message in read_to_end(self.bootstrap, [topic]):
+            headers = {k: v.decode() for k, v in message.headers or []}
+            if message.value and message.value[:1] in (b"\xc3", b"\x00"):
+                decoded = self.codec.decode(message.value, logical_types=False)
+                out.append((decoded.record_name.rpartition(".")[2], decoded.value, headers))
+            else:
+                out.append(("", {}, headers))
+        return out
 
     def wait_for(self, what: str, check: Any, timeout_s: float = 60.0) -> Any:
         """Poll ``check()`` until it returns something truthy."""
@@ -167,7 +157,7 @@ class Harness:
             found = check()
             if found:
                 return found
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
     def case_of(self, ref: tuple[str, str], timeout_s: float = 60.0) -> str:
