@@ -421,7 +421,7 @@ def _distinct_events(settings: Settings, messages: Sequence[Any]) -> int:
 def run_t1(
     settings: Settings, corpus: Corpus, server: ForkServer, args: argparse.Namespace
 ) -> list[Sample]:
-    from sinks.bench import Load, run_variant
+    from sinks.bench import Load, run_variant, summarise_profile
 
     run = uuid.uuid4().hex[:6]
     topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
@@ -433,13 +433,17 @@ def run_t1(
     # a scenario's duplicate may straddle the two: count the warm-up's new events only
     warmup = Load(warm, {"incidents": _distinct_events(settings, messages + warm) - distinct})
     inproc = settings.with_overrides(data_dir=args.out / f"t1-inproc-{run}")
-    variant_args = argparse.Namespace(out=args.out, timeout=args.timeout, profile=False, keep=False)
+    variant_args = argparse.Namespace(
+        out=args.out, timeout=args.timeout, profile=args.profile, keep=False
+    )
     samples: list[Sample] = []
     for r in range(args.repeat):
         result = run_variant(settings, "sink", REPO_ROOT, load, warmup, variant_args)
         if result["exit_code"] != 0 or not result["rows_ok"]:
             raise RuntimeError(f"the sink run failed: {result}")
         samples.append(Sample("sink end to end", len(messages), result["drain_s"], result["cpu_s"]))
+        if result["profile"] and Path(result["profile"]).exists():
+            print(summarise_profile(Path(result["profile"])), file=sys.stderr)
         print(format_t1(samples[-1:]).splitlines()[1], file=sys.stderr)
         order = ["sink insert only", "bare insert"][:: 1 if r % 2 == 0 else -1]
         for result in server.call(insert_runs, inproc, args.events, accepted, order):
@@ -517,8 +521,9 @@ def output_records(
     return out
 
 
-def load_t2(corpus: Corpus, settings: Settings, count: int, seed: int) -> dict[str, Any]:
-    """In this process: ``count`` corpus incidents and their outputs, columnar, then merge."""
+def load_t2(corpus: Corpus, settings: Settings, skip: int, count: int, seed: int) -> dict[str, Any]:
+    """In this process: ``count`` corpus incidents from the ``skip``-th, and their outputs,
+    columnar, then merge."""
     from sinks.rows import dead_letter_row
     from xborder.clickhouse import get_client
     from xborder.deadletter import (
@@ -535,8 +540,8 @@ def load_t2(corpus: Corpus, settings: Settings, count: int, seed: int) -> dict[s
     partitions = settings.topics.partitions
     refs: list[dict[str, Any]] = []
     step = 100_000
-    for first in range(0, count, step):
-        last = min(count, first + step)
+    for first in range(skip, skip + count, step):
+        last = min(skip + count, first + step)
         positions = [
             _source(corpus.agency_ids[corpus.agencies[n]], n, partitions)
             for n in range(first, last)
@@ -552,7 +557,7 @@ def load_t2(corpus: Corpus, settings: Settings, count: int, seed: int) -> dict[s
             }
             for r in rows
         )
-        print(f"  loaded {last:,} incidents", file=sys.stderr)
+        print(f"  loaded {last - skip:,} incidents", file=sys.stderr)
     codec = codec_for(settings)
     outputs = output_records(settings, refs, seed)
     values = [codec.encode(record, value) for record, value in outputs]
@@ -678,7 +683,9 @@ def run_t2(
         }
     )
     print(f"T2: loading {args.incidents:,} incidents into {t2.clickhouse_dir} ...", file=sys.stderr)
-    loaded = server.call(load_t2, t2, args.incidents, args.seed)
+    # the fed incidents come first in the corpus, so earlier in event time: the doc's "last
+    # N days of data" windows stay over the loaded incidents and their alerts and cases
+    loaded = server.call(load_t2, t2, args.feed + 200, args.incidents, args.seed)
     print(f"T2: loaded {loaded}", file=sys.stderr)
     topics = Topics.from_settings(t2, load_agencies(t2.agencies_config))
     ensure_topics(t2, topics.sunk())
@@ -691,11 +698,9 @@ def run_t2(
         )  # fmt: skip
     url = f"http://127.0.0.1:{t2.sql_http.port}/"
     progress = Progress(t2, [topics.accepted])
-    feed_first = args.incidents
     feeder = Feeder(
-        t2.kafka.bootstrap_servers, topics.accepted, corpus, feed_first + 200,
-        len(corpus), args.rate,
-    )  # fmt: skip
+        t2.kafka.bootstrap_servers, topics.accepted, corpus, 200, 200 + args.feed, args.rate
+    )
     queries = doc_queries(DOC.read_text())
     try:
         deadline = time.monotonic() + args.timeout
@@ -711,7 +716,7 @@ def run_t2(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the SQL endpoint did not answer; see {log_path}")
             time.sleep(0.5)
-        warm = incident_messages(t2, corpus, feed_first, 200, topics.accepted)
+        warm = incident_messages(t2, corpus, 0, 200, topics.accepted)
         publish(t2.with_overrides(**{"topics.prefix": ""}), warm)
         progress.wait(progress.end(), args.timeout, sink)
         feeder.start()
@@ -797,6 +802,9 @@ def main(settings: Settings, argv: list[str]) -> int:
     parser.add_argument("--scenario-events", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only", choices=["t1", "t2"])
+    parser.add_argument(
+        "--profile", action="store_true", help="T1: py-spy each end-to-end drain of the sink"
+    )
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/xborder-sqlbench"))
     args = parser.parse_args(argv)
