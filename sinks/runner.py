@@ -130,6 +130,10 @@ class SinkRunner:
             max_poll_records=sink.batch_size,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            # the broker holds a fetch until a flush's worth of bytes or half the flush
+            # interval, instead of answering each produced batch with a fetch of its own
+            fetch_min_bytes=sink.fetch_min_bytes,
+            fetch_max_wait_ms=sink.fetch_max_wait_ms,
             session_timeout_ms=int(sink.session_timeout_s * 1000),
             heartbeat_interval_ms=int(sink.heartbeat_interval_s * 1000),
             request_timeout_ms=self.settings.kafka.request_timeout_ms,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiokafka
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from xborder import kafka_security
 from xborder.settings import Settings
@@ -14,10 +18,68 @@ def faust_broker_url(bootstrap_servers: str) -> str:
     return ";".join(f"kafka://{h}" for h in hosts)
 
 
+def stage_fetch_max_wait_ms(settings: Settings) -> int:
+    """How long the broker holds a fetch of the Faust consumer that has fewer than
+    ``worker.stage_fetch_min_bytes``: half the shortest stage linger (the correlation
+    stage's, or the case stage's ``verification.linger_s``), so a message waits at most
+    1.5 stage lingers before its stage batch ends, as an ingest event 1.5 ingest lingers."""
+    shortest_s = min(settings.worker.stage_linger_s, settings.verification.linger_s)
+    return max(1, int(shortest_s * 500))
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the fetch sizes of the app's :class:`FetchTuning`.
+
+    Faust builds its aiokafka consumer with ``fetch_min_bytes`` 1 (the broker answers a
+    fetch as soon as one message is there) and ``fetch_max_wait_ms`` 1500, and has no
+    setting for either; at a steady rate every blocks, links and verdicts message then
+    costs a fetch of its own."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        tune_fetch(consumer, **getattr(self.app, "fetch_tuning", {}))
+        return consumer
+
+
+def tune_fetch(
+    consumer: aiokafka.AIOKafkaConsumer, fetch_min_bytes: int = 1, fetch_max_wait_ms: int = 1500
+) -> None:
+    """Set the fetch sizes of a consumer not yet started (aiokafka passes them to its
+    fetcher in ``start``); fails loudly if aiokafka stops keeping them there."""
+    for name, value in (
+        ("_fetch_min_bytes", fetch_min_bytes),
+        ("_fetch_max_wait_ms", fetch_max_wait_ms),
+    ):
+        if not hasattr(consumer, name) or getattr(consumer, "_fetcher", None) is not None:
+            raise RuntimeError(
+                f"cannot set {name} on this aiokafka version ({aiokafka.__version__})"
+            )
+        setattr(consumer, name, value)
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class XborderApp(faust.App):
+    """A Faust app whose consumer takes the fetch sizes in ``fetch_tuning``
+    (``fetch_min_bytes``, ``fetch_max_wait_ms``; empty keeps Faust's)."""
+
+    fetch_tuning: dict[str, int] = {}
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 def build_app(settings: Settings) -> faust.App:
     """A Faust app whose broker, store, web listener and topic defaults come from settings."""
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = XborderApp(
         settings.worker.app_id,
         broker=faust_broker_url(settings.kafka.bootstrap_servers),
         store="rocksdb://",
@@ -40,3 +102,11 @@ def build_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=settings.worker.heartbeat_interval_s,
         **kafka_security.faust_credentials(settings),
     )
+    if settings.worker.stage_fetch_min_bytes > 1:
+        # the broker holds each fetch until that many bytes or half the shortest stage
+        # linger, instead of answering every blocks or links message alone
+        app.fetch_tuning = {
+            "fetch_min_bytes": settings.worker.stage_fetch_min_bytes,
+            "fetch_max_wait_ms": stage_fetch_max_wait_ms(settings),
+        }
+    return app

@@ -1,0 +1,55 @@
+"""Fetch sizes of the worker's Faust consumer and of the sink: bounded by the lingers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sinks.runner import SinkRunner
+from streams.app import build_app, stage_fetch_max_wait_ms
+from xborder.settings import Settings
+
+
+def _settings(tmp_path: Path, **env: object) -> Settings:
+    return Settings(data_dir=tmp_path, **env)  # type: ignore[arg-type]
+
+
+def test_stage_fetch_waits_half_the_shortest_stage_linger(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert settings.worker.stage_linger_s == 0.1 and settings.verification.linger_s == 0.02
+    assert stage_fetch_max_wait_ms(settings) == 10
+    longer = _settings(tmp_path, worker={"stage_linger_s": 0.3}, verification={"linger_s": 0.5})
+    assert stage_fetch_max_wait_ms(longer) == 150
+
+
+def test_the_faust_consumer_is_built_with_the_tuned_fetch(tmp_path: Path) -> None:
+    tuned = _settings(tmp_path, worker={"stage_fetch_min_bytes": 12345})
+
+    async def built(settings: Settings) -> tuple[int, int]:
+        app = build_app(settings)
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        consumer = thread._create_worker_consumer(app.transport)
+        try:  # the values aiokafka hands its fetcher when the consumer starts
+            return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(built(tuned)) == (12345, 10)
+    assert asyncio.run(built(_settings(tmp_path))) == (1, 1500)  # by default, Faust's own
+
+
+def test_sink_fetch_waits_half_the_flush_interval_at_most_half_a_second(
+    tmp_path: Path,
+) -> None:
+    assert _settings(tmp_path).sink.fetch_max_wait_ms == 500
+    short = _settings(tmp_path, sink={"flush_interval_s": 0.2, "fetch_min_bytes": 4096})
+    assert short.sink.fetch_max_wait_ms == 100
+
+    async def built() -> tuple[int, int]:
+        consumer = SinkRunner(short)._consumer()
+        try:
+            return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(built()) == (4096, 100)
