@@ -30,6 +30,7 @@ from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.geo import jurisdictions_for
 from xborder.kafka_admin import ensure_topics, wait_for_partitions
 from xborder.liveness import Ownership, Watchdog
+from xborder.memory import release_free_memory
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
 from xborder.validation import EventRules
@@ -197,12 +198,28 @@ def _time_full_collections(phase: str, info: dict[str, int]) -> None:
         _collection_started = time.perf_counter()
         return
     took = time.perf_counter() - _collection_started
+    _release_after_collection()
     if took >= SLOW_COLLECTION_S:
         logger.info(
             "full garbage collection paused the worker %.0f ms (%s objects tracked)",
             took * 1000,
             len(gc.get_objects(2)),
         )
+
+
+RELEASE_INTERVAL_S = 60.0
+"""At most one return of free memory to the OS per this many seconds (see
+:mod:`xborder.memory`): a full collection is when freed objects pile up, and the return
+pauses the event loop for some milliseconds."""
+_released_at = 0.0
+
+
+def _release_after_collection() -> None:
+    global _released_at
+    now = time.monotonic()
+    if now - _released_at >= RELEASE_INTERVAL_S:
+        _released_at = now
+        release_free_memory()
 
 
 def run_worker(settings: Settings) -> None:
