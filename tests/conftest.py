@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,25 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.registry_fixture import schema_registry_url  # noqa: F401 (fixture)
-from xborder.local_kafka import LocalKafka
+from xborder.local_kafka import LocalKafka, free_port_pair
 from xborder.settings import Settings, load_settings
-
-
-def free_port_pair() -> int:
-    """A port p such that p and p+1 are free on 127.0.0.1 (broker and controller)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port >= 65535:
-            continue
-        try:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return int(port)
-    raise RuntimeError("no free pair of ports found on 127.0.0.1")
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,7 @@ from typing import Any
 from xborder.agencies import load_agencies
 from xborder.bench.latency_load import Corpus
 from xborder.bench.latency_math import summary
+from xborder.local_kafka import free_port_pair
 from xborder.settings import REPO_ROOT, Settings, to_env
 from xborder.topics import Topics
 
@@ -184,27 +184,10 @@ def format_t2(results: Sequence[dict[str, Any]]) -> str:
 # -- the broker and the load ------------------------------------------------------------
 
 
-def free_port_pair() -> int:
-    """A port p such that p and p+1 are free on 127.0.0.1 (broker and controller)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port >= 65535:
-            continue
-        try:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free pair of ports found on 127.0.0.1")
-
-
 @contextlib.contextmanager
 def local_broker(settings: Settings, out: Path) -> Iterator[Settings]:
     """A broker of our own on free ports (never the default one), stopped on the way out."""
-    from xborder.local_kafka import LocalKafka
+    from xborder.local_kafka import LocalKafka, free_port_pair
 
     port = free_port_pair()
     ours = settings.with_overrides(
