@@ -75,6 +75,10 @@ def publish(
     return asyncio.run(_publish(bootstrap, messages, rate, progress, security))
 
 
+FIRST_FETCH_TIMEOUT_S = 60.0
+"""How long the raw-floor read waits for its first records."""
+
+
 async def _raw_floor(
     bootstrap: str,
     topics: Sequence[str],
@@ -100,7 +104,11 @@ async def _raw_floor(
         while seen < total:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             if not batches:
-                break
+                # a quiet second ends the read once it has started; before the first
+                # records a loaded broker may take longer to answer the first fetch
+                if seen or time.monotonic() - started > FIRST_FETCH_TIMEOUT_S:
+                    break
+                continue
             for records in batches.values():
                 for record in records:
                     body = io.BytesIO(record.value)

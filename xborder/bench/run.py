@@ -232,7 +232,9 @@ def run_bench(settings: Settings, params: BenchParams, out_dir: Path) -> dict[st
         "publish_seconds": round(published_s, 2),
         "raw_floor_events_per_s": round(floor),
         "end_to_end_events_per_s": round(len(messages) / end_to_end_s),
-        "end_to_end_ratio_to_floor": round(len(messages) / end_to_end_s / floor, 3),
+        "end_to_end_ratio_to_floor": (
+            round(len(messages) / end_to_end_s / floor, 3) if floor else None
+        ),
         "sink_rows_per_s": round(rows / end_to_end_s),
         "cpu_seconds_per_1000_events": cpu.per_thousand(len(messages)),
         "latency_ms": {
