@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.incidents import incident_messages
 from xborder.agencies import load_agencies
 from xborder.bench.kafka_io import Message, publish
 from xborder.clickhouse import get_client
@@ -18,7 +19,6 @@ from xborder.scenario import ScenarioConfig, generate_scenario, iter_events, shu
 from xborder.scenario.truth import Truth
 from xborder.settings import Settings
 from xborder.topics import Topics, ensure_project_topics
-from xborder.wire import codec_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,15 +54,7 @@ def shuffled_scenario(kafka_settings: Settings) -> tuple[Truth, list[dict[str, A
 
 def _messages(settings: Settings, documents: list[dict[str, Any]]) -> list[Message]:
     topics = Topics.from_settings(settings, load_agencies(settings.agencies_config))
-    codec = codec_for(settings)
-    return [
-        Message(
-            topics.incidents(d["agency"]),
-            d["incident_id"].encode(),
-            codec.encode("IncidentReported", codec.from_json("IncidentReported", d)),
-        )
-        for d in documents
-    ]
+    return incident_messages(settings, topics, documents)
 
 
 def _outcome(settings: Settings) -> Outcome:
