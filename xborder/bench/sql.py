@@ -58,6 +58,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from streams.correlation.patterns import alert_id
 from xborder.agencies import load_agencies
 from xborder.bench.latency_load import Corpus
 from xborder.bench.latency_math import summary
@@ -439,13 +440,6 @@ def run_t1(
 # -- T2 ---------------------------------------------------------------------------------
 
 
-def _border_alert_id(agency: str, incident_id: str) -> str:
-    """The worker's id of the border-zone alert of an incident (``border_hotspots``)."""
-    return hashlib.sha256(
-        f"alert\x1fBORDER_ZONE_INCIDENT\x1f{agency}\x1f{incident_id}".encode()
-    ).hexdigest()
-
-
 def output_records(
     settings: Settings, refs: Sequence[dict[str, Any]], seed: int
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -471,7 +465,7 @@ def output_records(
         if rng.random() < 0.2:
             alert = dict(templates["Alert"])
             alert.update(
-                identifier=_border_alert_id(ref["agency"], ref["incident_id"]),
+                identifier=alert_id("BORDER_ZONE_INCIDENT", ref["agency"], ref["incident_id"]),
                 alert_kind="BORDER_ZONE_INCIDENT",
                 case_id=None,
                 correlation_ids=[],
