@@ -151,6 +151,11 @@ def lifecycle_config(settings: Settings) -> LifecycleConfig:
     return LifecycleConfig(
         verification_timeout_ms=int(settings.verification.timeout_hours * hour_ms),
         escalation_interval_ms=int(settings.verification.escalation_interval_hours * hour_ms),
+        case_retention_ms=max(int(settings.verification.case_retention_hours * hour_ms), 1),
+        stage_horizon_ms=int(
+            (settings.correlation.window_hours + settings.correlation.allowed_lateness_hours)
+            * hour_ms
+        ),
     )
 
 

@@ -215,6 +215,10 @@ class VerificationSettings(_Group):
     tick_s: float = Field(default=10.0, gt=0)
     """How often the worker that owns the case stage writes the wall clock into its log;
     an escalation is raised at most this long after it is due."""
+    case_retention_hours: float = Field(default=720.0, gt=0)
+    """How long (wall clock) the case lifecycle keeps a case that no link, verdict, report
+    or release reached; then it expires (a last escalation if it was still waiting) and
+    its memory is freed. Bounds the worker's memory by the cases active in that time."""
 
 
 class TopicSettings(_Group):

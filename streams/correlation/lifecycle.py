@@ -88,8 +88,18 @@ snapshot neither repeats nor skips one.
 Replay: identical outputs need identical input order. Inputs come from several topics, so
 the flow must fix one order for a rebuild to reproduce (for example by forwarding every
 input to one single-partition topic before applying it, as ``correlation.links`` does for
-the case stage). Cases are never evicted: a link to a case reported long ago still reopens
-it.
+the case stage).
+
+Retention: a case that no input reached for ``case_retention_ms`` of the lifecycle's clock is
+expired: dropped from the state, with its correlations and merge aliases. The clock is the
+wall clock the worker writes into the log (``advance``), so a backfill of old events is
+kept as long as a live case. A case still waiting for verification when it expires gets a
+last VERIFICATION_OVERDUE alert saying so; a verdict about it is then ``unknown-case``, and
+a later link to its incidents opens a new case. Until it expires, a link to a case reported
+long ago reopens it. The clock moves in steps of a 64th of the retention (a state change
+the log must record), so a case expires up to that much early. A case also waits until its
+newest link is ``stage_horizon_ms`` (event time) behind the newest link seen: the case
+stage forgets a case by event time, and must do so first.
 """
 
 from __future__ import annotations
@@ -136,6 +146,8 @@ SNAPSHOT_FORMAT = 1
 _WAITING = ("PENDING_VERIFICATION", "DISPUTED")
 _CLOSED = ("CONFIRMED", "CONCLUDED")
 _HOUR_MS = 3_600_000
+_CLOCK_STEPS = 64
+"""The lifecycle's clock advances in steps of ``case_retention_ms / _CLOCK_STEPS``."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,13 @@ class LifecycleConfig:
     """How long a case may wait for verification before the first escalation."""
     escalation_interval_ms: int = 12 * _HOUR_MS
     """Time between repeated escalations of a case still waiting."""
+    case_retention_ms: int = 30 * 24 * _HOUR_MS
+    """How long a case no input reached is kept before it expires (wall clock)."""
+    stage_horizon_ms: int = 0
+    """How far behind the newest link (event time) the case stage still holds a case: the
+    correlation window plus the allowed lateness. A case expires only once its newest link
+    is that far behind too, so the stage has forgotten it first and a later link opens a
+    new case in both (never adds to a case the lifecycle dropped)."""
     sender: str = "xborder@xborder.local"
     """CAP sender of escalation alerts; no spaces, commas, '<' or '&'."""
     alert_status: Literal["Actual", "Exercise", "System", "Test", "Draft"] = "Actual"
@@ -154,7 +173,11 @@ class LifecycleConfig:
     """CAP restriction (the scope is Restricted)."""
 
     def __post_init__(self) -> None:
-        for name in ("verification_timeout_ms", "escalation_interval_ms"):
+        if self.stage_horizon_ms < 0:
+            raise ConfigurationError(
+                f"lifecycle: stage_horizon_ms must not be negative, got {self.stage_horizon_ms}"
+            )
+        for name in ("verification_timeout_ms", "escalation_interval_ms", "case_retention_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(
                     f"lifecycle: {name} must be a positive number of milliseconds, "
@@ -169,6 +192,18 @@ class Emit:
     record: RecordName
     key: str
     value: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Advance:
+    """What a clock tick did (:meth:`CaseLifecycle.advance`)."""
+
+    emitted: tuple[Emit, ...]
+    """Escalation alerts, and the last alert of each case that expired while waiting."""
+    changed: bool
+    """The state changed: a replay must apply this tick again."""
+    expired: tuple[tuple[str, str], ...]
+    """(case id, status) of the cases expired, sorted by id."""
 
 
 @dataclass(frozen=True)
@@ -286,6 +321,11 @@ class _Case:
     releases), carried through merges: a redelivery is a no-op."""
     timeline: list[dict[str, Any]] = field(default_factory=list)
     """What happened, in order: links, verdicts, status changes, escalations, ..."""
+    touched: int | None = None
+    """The lifecycle's clock when an input last reached the case (None: before its first
+    tick); the case expires ``case_retention_ms`` after it."""
+    newest_link: int = 0
+    """Event time of the newest case event of the stage that reached the case."""
 
     @property
     def agencies(self) -> list[str]:
@@ -336,6 +376,11 @@ class CaseLifecycle:
         self._cases: dict[str, _Case] = {}
         self._merged_into: dict[str, str] = {}
         self._case_of_correlation: dict[str, str] = {}
+        self._clock: int | None = None
+        self._newest_link = 0
+        self.expired = 0
+        """Cases expired by this machine (a counter, not state: a restored machine starts
+        at 0)."""
 
     # -- snapshot -------------------------------------------------------------------------
 
@@ -347,6 +392,8 @@ class CaseLifecycle:
             "cases": {cid: _case_to_json(self._cases[cid]) for cid in sorted(self._cases)},
             "merged_into": dict(sorted(self._merged_into.items())),
             "case_of_correlation": dict(sorted(self._case_of_correlation.items())),
+            "clock": self._clock,
+            "newest_link": self._newest_link,
         }
 
     @classmethod
@@ -363,6 +410,8 @@ class CaseLifecycle:
         machine._cases = {cid: _case_from_json(c) for cid, c in snapshot["cases"].items()}
         machine._merged_into = dict(snapshot["merged_into"])
         machine._case_of_correlation = dict(snapshot["case_of_correlation"])
+        machine._clock = snapshot.get("clock")
+        machine._newest_link = snapshot.get("newest_link", 0)
         return machine
 
     # -- queries --------------------------------------------------------------------------
@@ -420,6 +469,11 @@ class CaseLifecycle:
             return None if holder is None else self.resolve(holder)
         return self.resolve(target_id)
 
+    @property
+    def case_count(self) -> int:
+        """How many live cases the machine holds."""
+        return len(self._cases)
+
     def case_ids(self) -> list[str]:
         """Ids of the live cases, sorted."""
         return sorted(self._cases)
@@ -476,12 +530,14 @@ class CaseLifecycle:
         else:
             changed = self._link(case, incidents, at, merge=False)
         case = self._cases[case_id]  # a rename puts the absorbed case's state under case_id
-        case.input_ids.add(input_id)
+        self._applied(case, input_id)
         for cid in correlations:
             self._case_of_correlation.setdefault(cid, case_id)
             if cid not in case.correlation_ids:
                 case.correlation_ids.append(cid)
         case.last_sequence = max(case.last_sequence, int(event.get("sequence") or 0))
+        case.newest_link = max(case.newest_link, at)
+        self._newest_link = max(self._newest_link, at)
         case.possible_double_report |= bool(event.get("possible_double_report"))
         if not changed:  # the stage still wrote a status: correct it when it is not ours
             told = event.get("status")
@@ -555,7 +611,7 @@ class CaseLifecycle:
             decided_at,
             case.version,
         )
-        case.input_ids.add(event_id)
+        self._applied(case, event_id)
         case.verdicts[agency] = record
         case.note(
             decided_at,
@@ -620,7 +676,7 @@ class CaseLifecycle:
                 case.case_id,
             )
         at = to_ms(report["requested_at"])
-        case.input_ids.add(event_id)
+        self._applied(case, event_id)
         case.report = {
             "event_id": event_id,
             "agency": agency,
@@ -674,7 +730,7 @@ class CaseLifecycle:
                 case.case_id,
             )
         at = to_ms(release["released_at"])
-        case.input_ids.add(event_id)
+        self._applied(case, event_id)
         case.releases.setdefault(agency, {})[incident_id] = _Release(
             event_id, incident_event_id, at, audience
         )
@@ -722,6 +778,48 @@ class CaseLifecycle:
             case.note(due, "escalated", number=case.escalations, alert_id=alert["identifier"])
             out.append(Emit("Alert", case_id, alert))
         return out
+
+    def advance(self, now_ms: int) -> Advance:
+        """The wall clock reached ``now_ms`` (a tick of the log): raise the escalations
+        due, move the lifecycle's clock when a step has passed, and expire the cases no
+        input reached for the retention. ``changed`` says whether the state changed, i.e.
+        whether a replay must apply this tick again."""
+        emitted = self.due_escalations(now_ms)
+        step = max(self.config.case_retention_ms // _CLOCK_STEPS, 1)
+        if self._clock is not None and now_ms - self._clock < step:
+            return Advance(tuple(emitted), bool(emitted), ())
+        self._clock = now_ms
+        cutoff = now_ms - self.config.case_retention_ms
+        horizon = self.config.stage_horizon_ms
+        forgotten = self._newest_link - horizon  # older links: the case stage forgot them
+        expired: list[tuple[str, str]] = []
+        for case_id in sorted(self._cases):
+            case = self._cases[case_id]
+            if case.touched is None:  # reached before the clock's first tick
+                case.touched = now_ms
+            elif case.touched < cutoff and (horizon == 0 or case.newest_link < forgotten):
+                if case.status in _WAITING and case.waiting_since is not None:
+                    emitted.append(Emit("Alert", case_id, self._expiry(case, now_ms)))
+                expired.append((case_id, case.status))
+        if expired:
+            self._expire({case_id for case_id, _ in expired})
+        return Advance(tuple(emitted), True, tuple(expired))
+
+    def _expire(self, case_ids: set[str]) -> None:
+        for case_id in case_ids:
+            case = self._cases.pop(case_id)
+            for cid in case.correlation_ids:  # carried through merges: all resolve here
+                self._case_of_correlation.pop(cid, None)
+        self._merged_into = {
+            old: new for old, new in self._merged_into.items() if self.resolve(old) is not None
+        }
+        self.expired += len(case_ids)
+
+    def _applied(self, case: _Case, input_id: str) -> None:
+        """Record an accepted input: a redelivery of it is a duplicate, and the case's
+        retention starts again."""
+        case.input_ids.add(input_id)
+        case.touched = self._clock
 
     # -- transitions ----------------------------------------------------------------------
 
@@ -828,6 +926,7 @@ class CaseLifecycle:
             if cid not in into.correlation_ids:
                 into.correlation_ids.append(cid)
         into.escalations += old.escalations
+        into.newest_link = max(into.newest_link, old.newest_link)
         into.possible_double_report |= old.possible_double_report
 
     def _rename(self, old: _Case, new: _Case, at: int) -> bool:
@@ -849,6 +948,7 @@ class CaseLifecycle:
         old.note(at, "renamed", from_case_id=old.case_id, to_case_id=new.case_id)
         old.case_id = new.case_id
         old.last_sequence = max(old.last_sequence, new.last_sequence)
+        old.newest_link = max(old.newest_link, new.newest_link)
         self._cases[new.case_id] = old
         self._link(old, newcomers, at, merge=False)
         return True
@@ -927,7 +1027,8 @@ class CaseLifecycle:
             )
         return (
             "unknown-case",
-            f"case {case_id} is unknown (never opened, or not yet seen "
+            f"case {case_id} is unknown (never opened, expired after "
+            f"{self.config.case_retention_ms / _HOUR_MS:g} h without news, or not yet seen "
             "by the lifecycle stage); check the case id",
         )
 
@@ -998,6 +1099,41 @@ class CaseLifecycle:
                 for v in verdicts
             ],
         }
+
+    def _expiry(self, case: _Case, now_ms: int) -> dict[str, Any]:
+        """The last VERIFICATION_OVERDUE alert of a case that expires still waiting."""
+        assert case.waiting_since is not None and case.touched is not None
+        days = (now_ms - case.touched) / (24 * _HOUR_MS)
+        awaiting = self.awaiting(case.case_id)
+        who = ", ".join(awaiting) if awaiting else "nobody"
+        state = "disputed" if case.status == "DISPUTED" else "waiting for verification"
+        return make_alert(
+            "VERIFICATION_OVERDUE",
+            alert_id("VERIFICATION_OVERDUE", case.case_id, "expired", str(case.version)),
+            now_ms,
+            self._cap,
+            event="Joint verification expired",
+            urgency="Expected",
+            severity="Moderate",
+            certainty="Observed",
+            headline=f"Case {_short(case.case_id)} expired {state} after {days:.1f} days "
+            f"without news; awaiting {who}",
+            description=(
+                f"Cross-border case {case.case_id} (version {case.version}, agencies "
+                f"{', '.join(case.agencies)}) received no link, verdict, report or release "
+                f"for {days:.1f} days and was dropped from joint verification while "
+                f"{state} ({case.escalations} escalations). Verdicts about it are now "
+                "refused as unknown-case; a new link to its incidents opens a new case."
+            ),
+            instruction="Nothing more will be escalated for this case. If it still needs "
+            "a joint verification, link its incidents again or record it outside the system.",
+            area_desc=f"Incidents of cross-border case {_short(case.case_id)}",
+            circle=None,
+            targets=case.agencies,
+            expires_ms=None,
+            case_id=case.case_id,
+            correlation_ids=case.correlation_ids,
+        )
 
     def _escalation(self, case: _Case, due: int) -> dict[str, Any]:
         assert case.waiting_since is not None

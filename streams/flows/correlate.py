@@ -596,6 +596,7 @@ def register(
             "links_batches",
             "verification_inputs",
             "lifecycle_replayed",
+            "cases_expired",
             "skipped_unowned",
         ),
         0,
@@ -863,6 +864,7 @@ def register(
         await asyncio.gather(*pending)  # durable before the batch is recorded as applied
         counters["case_events"] += len(case_events)
         counters["verification_inputs"] += lives.accepted
+        counters["cases_expired"] += lives.expired
         counters["links_batches"] += 1
         revoked = links_state.states.get(0) is not state or lifecycles.get(0) is not life
         if revoked and not owns(names.links, 0):

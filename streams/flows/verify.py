@@ -29,14 +29,16 @@ lifecycle's reason, the original bytes and their position on ``verdicts.<agency>
 
 State: the lifecycle's inputs that changed it (:attr:`LifecycleOutputs.log`) are stored in
 a table of their own and replayed into a fresh machine after a restart or rebalance.
-Unlike the case stage's links they are never evicted: a link to a case reported long ago
-still reopens it (the table grows with the number of verification inputs, see
-docs/scaling.md).
+Unlike the case stage's links they are never evicted (the table grows with the number of
+verification inputs, see docs/scaling.md); the machine's memory is bounded by its case
+retention (``XBORDER_VERIFICATION__CASE_RETENTION_HOURS``): a case no input reached for
+that long expires, and a replay expires it at the same tick.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +51,8 @@ from xborder.deadletter import DeadLetter
 from xborder.errors import InvalidRecordError
 from xborder.topics import Topics
 from xborder.validation import check_verification_input
+
+log = logging.getLogger(__name__)
 
 INPUT_RECORDS = frozenset(
     {"xborder.v1.Verdict", "xborder.v1.CaseReport", "xborder.v1.IncidentRelease"}
@@ -164,6 +168,8 @@ class LifecycleOutputs:
     """JSON-able entries of the inputs that changed the state, for :meth:`LifecycleStage.replay`."""
     accepted: int = 0
     """Agency inputs applied."""
+    expired: int = 0
+    """Cases expired by the clock."""
 
 
 def chunk_log(entries: Sequence[Any], max_bytes: int = 512 * 1024) -> list[bytes]:
@@ -235,11 +241,23 @@ class LifecycleStage:
         self._collect(outcome, out)
 
     def tick(self, now_ms: int, out: LifecycleOutputs) -> None:
-        """The wall clock reached ``now_ms``: raise the escalations that are due."""
-        due = self.machine.due_escalations(now_ms)
-        if due:
+        """The wall clock reached ``now_ms``: raise the escalations that are due and expire
+        the cases no input reached for the retention."""
+        advance = self.machine.advance(now_ms)
+        if advance.changed:
             out.log.append(["t", now_ms])
-        self._collect(Outcome(tuple(due)), out)
+        if advance.expired:
+            waiting = sum(s in ("PENDING_VERIFICATION", "DISPUTED") for _, s in advance.expired)
+            out.expired += len(advance.expired)
+            log.info(
+                "case lifecycle: %d cases expired after %g h without news (%d still waiting "
+                "for verification, each with a last escalation alert); %d cases live",
+                len(advance.expired),
+                self.machine.config.case_retention_ms / 3_600_000,
+                waiting,
+                self.machine.case_count,
+            )
+        self._collect(Outcome(advance.emitted), out)
 
     def replay(self, entries: Sequence[Sequence[Any]]) -> int:
         """Apply logged entries again (outputs were sent before); returns how many."""
@@ -249,7 +267,7 @@ class LifecycleStage:
             elif entry[0] == "i":
                 self.machine.apply_record(entry[1], entry[2], entry[3])
             elif entry[0] == "t":
-                self.machine.due_escalations(entry[1])
+                self.machine.advance(entry[1])
             else:
                 raise ValueError(f"unknown lifecycle log entry {entry[0]!r}")
         return len(entries)

@@ -8,6 +8,7 @@ real codec, and the three new schemas are checked like the others.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import uuid
@@ -709,6 +710,102 @@ def test_timer_settings_must_be_positive() -> None:
         LifecycleConfig(verification_timeout_ms=0)
     with pytest.raises(ConfigurationError, match="escalation_interval_ms"):
         LifecycleConfig(escalation_interval_ms=-1)
+
+
+# -- retention ----------------------------------------------------------------------------
+
+
+DAY = 24 * HOUR
+KEEP = LifecycleConfig(
+    verification_timeout_ms=24 * HOUR, escalation_interval_ms=6 * HOUR, case_retention_ms=64 * DAY
+)
+STEP = KEEP.case_retention_ms // 64  # the clock's step
+
+
+def test_a_case_nothing_reaches_expires_with_a_last_alert_and_its_ids_are_freed() -> None:
+    machine, stage = opened((A1, C1), config=KEEP)
+    assert machine.advance(T0).changed  # the clock's first tick starts every retention
+    escalated = machine.advance(T0 + 24 * HOUR)
+    assert [e.value["sent"] for e in escalated.emitted] == [T0 + 24 * HOUR]
+    assert machine.advance(T0 + 64 * DAY).expired == ()  # not yet: touched at T0
+    gone = machine.advance(T0 + 64 * DAY + STEP + 1)
+    assert gone.expired == ((CASE, "PENDING_VERIFICATION"),) and gone.changed
+    (last,) = [e for e in gone.emitted if "expired" in e.value["headline"]]
+    assert last.value["identifier"] == stable_id(
+        "alert", "VERIFICATION_OVERDUE", CASE, "expired", "1"
+    )
+    assert last.value["target_agencies"] == ["angiang", "cantho"] and last.value["case_id"] == CASE
+    assert machine.case_count == 0 and machine.expired == 1
+    snap = machine.snapshot()
+    assert snap["cases"] == {} and snap["case_of_correlation"] == {} and snap["merged_into"] == {}
+    refused = machine.apply_verdict(verdict("angiang", CASE), "angiang")
+    assert refused.rejection is not None and refused.rejection.reason == "unknown-case"
+    assert "expired after 1536 h without news" in refused.rejection.message
+    # the case stage forgot it first; a later link to its incidents opens a new case,
+    # waiting for every agency again
+    stage.tracker.evict(T0 + DAY)
+    assert statuses(feed(machine, stage.link(A1, C2, T0 + 70 * DAY))) == []
+    assert machine.status(CASE) == "PENDING_VERIFICATION"
+    assert machine.awaiting(CASE) == ["angiang", "cantho"]
+
+
+def test_every_input_restarts_the_retention_and_a_closed_case_expires_silently() -> None:
+    machine, _ = opened((A1, C1), config=KEEP)
+    machine.advance(T0)
+    machine.advance(T0 + 40 * DAY)
+    agree(machine, CASE, at=T0 + 40 * DAY)  # touched at the clock of T0 + 40 days
+    assert machine.advance(T0 + 70 * DAY).expired == ()
+    assert machine.status(CASE) == "CONFIRMED"
+    gone = machine.advance(T0 + 105 * DAY)
+    assert gone.expired == ((CASE, "CONFIRMED"),)
+    assert gone.emitted == ()  # agreed: nothing was waiting, no alert
+
+
+def test_a_merged_case_expires_with_its_aliases() -> None:
+    machine, stage = opened((A1, C1), (A3, C3), config=KEEP)
+    machine.advance(T0)
+    feed(machine, stage.link(C3, C1, T0 + HOUR))
+    assert len(machine.snapshot()["merged_into"]) == 1
+    machine.advance(T0 + 80 * DAY)
+    snap = machine.snapshot()
+    assert snap["cases"] == {} and snap["merged_into"] == {} and snap["case_of_correlation"] == {}
+
+
+def test_a_tick_that_changes_nothing_is_not_logged_and_replay_expires_alike() -> None:
+    machine, stage = opened((A1, C1), config=KEEP)
+    assert machine.advance(T0).changed
+    assert not machine.advance(T0 + STEP - 1).changed  # within a step: a replay may skip it
+    feed(machine, stage.link(A2, C2, T0 + DAY))
+    logged = [T0 + n * STEP for n in range(1, 140)]
+    for now in logged:
+        machine.advance(now)
+    replayed, stage2 = opened((A1, C1), config=KEEP)
+    replayed.advance(T0)
+    feed(replayed, stage2.link(A2, C2, T0 + DAY))
+    for now in logged:
+        replayed.advance(now)
+    assert replayed.snapshot() == machine.snapshot()
+    assert machine.case_count == 0 and replayed.expired == machine.expired == 2
+
+
+def test_a_case_the_stage_may_still_hold_does_not_expire() -> None:
+    # event time stood still (quiet topics): the stage keeps the case, so must the lifecycle,
+    # or a new link would add to a case the lifecycle no longer knows
+    config = dataclasses.replace(KEEP, stage_horizon_ms=78 * HOUR)
+    machine, stage = opened((A1, C1), config=config)
+    machine.advance(T0)
+    assert machine.advance(T0 + 100 * DAY).expired == ()
+    feed(machine, stage.link(A2, C2, T0 + 3 * DAY + 6 * HOUR + 1))  # newest link moves on
+    gone = machine.advance(T0 + 100 * DAY + STEP)
+    assert [case_id for case_id, _ in gone.expired] == [CASE]
+    assert machine.status(case_id_of(A2)) == "PENDING_VERIFICATION"  # the new one stays
+
+
+def test_retention_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError, match="case_retention_ms"):
+        LifecycleConfig(case_retention_ms=0)
+    with pytest.raises(ConfigurationError, match="stage_horizon_ms"):
+        LifecycleConfig(stage_horizon_ms=-1)
 
 
 # -- determinism, snapshot, replay --------------------------------------------------------

@@ -4,11 +4,13 @@ position, the replay log) and the log's chunking."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import orjson
 import pytest
 
+from streams.correlation.lifecycle import LifecycleConfig
 from streams.flows.verify import (
     ForwardedInput,
     LifecycleOutputs,
@@ -146,3 +148,23 @@ def test_lifecycle_messages_are_told_apart_from_links() -> None:
     assert not is_lifecycle_message({"w": {}, "correlations": [], "views": []})
     with pytest.raises((ValueError, KeyError)):
         ForwardedInput.parse({"input": {"topic": "t", "partition": "0", "offset": 1, "value": ""}})
+
+
+def test_an_expiring_tick_is_logged_and_replayed_to_the_same_state(
+    codec: AvroCodec, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = LifecycleConfig(case_retention_ms=64 * HOUR)
+    life, out = LifecycleStage(codec, NAMES, config), LifecycleOutputs()
+    life.tick(T0, out)  # the clock's first tick
+    case_id = _opened(life, out)
+    life.tick(T0 + 30 * HOUR, out)  # escalation due, nothing expires yet
+    with caplog.at_level(logging.INFO, logger="streams.flows.verify"):
+        life.tick(T0 + 66 * HOUR, out)
+    assert out.expired == 1 and life.machine.case_count == 0
+    assert "1 cases expired after 64 h without news (1 still waiting" in caplog.text
+    assert [entry[0] for entry in out.log] == ["t", "c", "t", "t"]
+    last = [a for a in out.alerts if a["case_id"] == case_id][-1]
+    assert last["event"] == "Joint verification expired"
+    again = LifecycleStage(codec, NAMES, config)
+    again.replay(orjson.loads(b"".join(chunk_log(out.log))))
+    assert again.machine.snapshot() == life.machine.snapshot()
