@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ class BatchingSink(abc.ABC):
         self.flush_interval_s = flush_interval_s
         self._buffers: dict[TopicPartition, PartitionBuffer] = {}
         self._oldest = 0.0
+        self._pending = 0
 
     def add(self, tp: TopicPartition, offset: int, item: Any) -> None:
         """Buffer one item read at ``tp``@``offset``."""
@@ -46,6 +47,23 @@ class BatchingSink(abc.ABC):
             buffer = self._buffers[tp] = PartitionBuffer(offset, offset)
         buffer.items.append(item)
         buffer.last_offset = offset
+        self._pending += 1
+
+    def extend(
+        self, tp: TopicPartition, first_offset: int, last_offset: int, items: list[Any]
+    ) -> None:
+        """Buffer the items of the messages read at ``tp`` from ``first_offset`` to
+        ``last_offset`` (messages of that range that make no item included): one call per
+        partition and fetch instead of one per message. ``items`` becomes the sink's."""
+        buffer = self._buffers.get(tp)
+        if buffer is None:
+            if not self._buffers:
+                self._oldest = time.monotonic()
+            self._buffers[tp] = PartitionBuffer(first_offset, last_offset, items)
+        else:
+            buffer.items.extend(items)
+            buffer.last_offset = last_offset
+        self._pending += len(items)
 
     def advance(self, tp: TopicPartition, offset: int) -> None:
         """Note a message consumed that produces no row (so its offset can be committed)."""
@@ -59,7 +77,8 @@ class BatchingSink(abc.ABC):
 
     @property
     def pending(self) -> int:
-        return sum(len(b.items) for b in self._buffers.values())
+        """Items buffered over all partitions."""
+        return self._pending
 
     def due(self) -> bool:
         """True when a buffer is full or the oldest item has waited the flush interval."""
@@ -84,7 +103,15 @@ class BatchingSink(abc.ABC):
     def take(self) -> dict[TopicPartition, PartitionBuffer]:
         """Remove and return every buffer: the next write's batch."""
         buffers, self._buffers = self._buffers, {}
+        self._pending = 0
         return buffers
+
+    def drop(self, partitions: Collection[TopicPartition]) -> dict[TopicPartition, PartitionBuffer]:
+        """Remove and return the buffers of ``partitions`` (revoked: their new owner reads
+        them from the last commit)."""
+        dropped = {tp: b for tp in partitions if (b := self._buffers.pop(tp, None)) is not None}
+        self._pending -= sum(len(b.items) for b in dropped.values())
+        return dropped
 
     def write_buffers(self, buffers: dict[TopicPartition, PartitionBuffer]) -> None:
         """Write the items of ``buffers`` (from :meth:`take`) as one batch."""

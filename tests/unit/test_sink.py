@@ -12,7 +12,7 @@ from typing import Any
 import fastavro
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaConnectionError, TopicAuthorizationFailedError
+from confluent_kafka import KafkaError, KafkaException
 
 from sinks.avro import POSITION_FIELDS, SELECTS, Container, clickhouse_type, encode_long
 from sinks.base import BatchingSink, PartitionBuffer
@@ -171,7 +171,7 @@ def test_buffers_are_due_by_size_and_taken_whole() -> None:
 
 
 class _Consumer:
-    """Stands in for AIOKafkaConsumer's assignment, commit and seek."""
+    """Stands in for the SinkConsumer's assignment, commit and seek."""
 
     def __init__(self, assigned: set[TopicPartition], failures: list[Exception]) -> None:
         self.assigned = assigned
@@ -191,6 +191,11 @@ class _Consumer:
         self.seeks.append((tp, offset))
 
 
+def _refused(code: int) -> KafkaException:
+    """What librdkafka raises for a commit the broker refused with ``code``."""
+    return KafkaException(KafkaError(code))
+
+
 def _runner(tmp_path: Path) -> SinkRunner:
     return SinkRunner(load_settings(data_dir=tmp_path, **{"sink.retry_backoff_s": 0.01}))
 
@@ -201,7 +206,9 @@ def _buffers(*spans: tuple[TopicPartition, int, int]) -> dict[TopicPartition, Pa
 
 def test_commit_is_retried_while_the_broker_is_unavailable(tmp_path: Path) -> None:
     a = TopicPartition("t", 0)
-    consumer = _Consumer({a}, [KafkaConnectionError(), KafkaConnectionError()])
+    consumer = _Consumer(
+        {a}, [_refused(KafkaError._TRANSPORT), _refused(KafkaError.NOT_COORDINATOR)]
+    )
     asyncio.run(_runner(tmp_path)._commit(consumer, _buffers((a, 5, 9))))  # type: ignore[arg-type]
     assert consumer.commits == [{a: 10}]
 
@@ -214,7 +221,7 @@ def test_commit_lost_to_a_rebalance_is_logged_not_fatal(
     runner = _runner(tmp_path)
     asyncio.run(runner._commit(consumer, _buffers((a, 5, 9), (b, 1, 2))))  # type: ignore[arg-type]
     assert consumer.commits == [{a: 10}]  # the revoked partition is not committed
-    consumer = _Consumer({a}, [CommitFailedError("rebalanced")])
+    consumer = _Consumer({a}, [_refused(KafkaError.ILLEGAL_GENERATION)])
     asyncio.run(runner._commit(consumer, _buffers((a, 5, 9))))  # type: ignore[arg-type]
     assert consumer.commits == []
     assert caplog.text.count("lost to a rebalance") == 2
@@ -222,9 +229,10 @@ def test_commit_lost_to_a_rebalance_is_logged_not_fatal(
 
 def test_commit_refused_for_good_stops_the_sink(tmp_path: Path) -> None:
     a = TopicPartition("t", 0)
-    consumer = _Consumer({a}, [TopicAuthorizationFailedError()])
-    with pytest.raises(TopicAuthorizationFailedError):
+    consumer = _Consumer({a}, [_refused(KafkaError.TOPIC_AUTHORIZATION_FAILED)])
+    with pytest.raises(KafkaException) as refused:
         asyncio.run(_runner(tmp_path)._commit(consumer, _buffers((a, 5, 9))))  # type: ignore[arg-type]
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
 def test_rewind_seeks_assigned_partitions_to_the_dropped_batch_start(tmp_path: Path) -> None:
