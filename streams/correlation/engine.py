@@ -6,7 +6,8 @@
 1. admits the view against the incident's current version (``WindowIndex.admit``): too
    late (counted, not correlated; ``Outputs.late`` holds it when the item came under the
    view's first blocking key, so that over all partitions each too-late event is reported
-   once), a stale older version (ignored), or current;
+   once), an event admitted before and redelivered after it left the window (a restart
+   re-reads; ignored, not too late), a stale older version (ignored), or current;
 2. token key: stores it, looks up the views under the same key within the window, scores
    the cross-jurisdiction pairs and runs the token detectors (SUBJECT_BOTH_SIDES);
 3. spatial key: if the view lies in the border zone and this is its own coarse cell (each
@@ -286,6 +287,9 @@ class Correlator:
             if admission is Admission.STALE:
                 counters["stale"] += 1
                 continue
+            if admission is Admission.REDELIVERED:
+                duplicates += 1  # applied before it left the window: not late data
+                continue
             if key.startswith("t:"):
                 if not index.add(key, view):
                     duplicates += 1
@@ -489,6 +493,7 @@ class Correlator:
             "stored": index.stored,
             "evicted": index.evicted,
             "emitted_pairs_remembered": len(self._emitted_pairs),
+            "event_ids_remembered": index.remembered(),
         }
 
 

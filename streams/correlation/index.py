@@ -20,6 +20,14 @@ is stored once per key, and an older version arriving after a newer one is ignor
 Too late: a view older than ``watermark - window`` (the watermark already lags the newest
 event time by the allowed lateness) is not correlated: its partners may be evicted.
 ``admit`` says so and the caller counts it.
+
+Redeliveries after the window: at-least-once delivery re-reads events after a restart,
+and a worker's state rebuilt from its stage table can be ahead of what its consumer
+committed, so an event applied and evicted already can come back older than the cutoff.
+That is not late data: the index remembers the id of every event it admitted (too-late
+ones aside) for ``remember_ms`` beyond the cutoff (by event time, in the same buckets),
+and ``admit`` calls such an event REDELIVERED. Only an event older than the cutoff that
+the index never admitted (or forgot) is TOO_LATE.
 """
 
 from __future__ import annotations
@@ -47,14 +55,21 @@ class Admission(Enum):
     STALE = "stale"
     """An older version than the current view: ignored."""
     TOO_LATE = "too_late"
-    """Older than ``watermark - window``: not correlated."""
+    """Older than ``watermark - window`` and never admitted: not correlated."""
+    REDELIVERED = "redelivered"
+    """Older than ``watermark - window``, but admitted before (a redelivery after a restart):
+    nothing to do, not late data."""
 
 
 class WindowIndex:
     """Views per key within ``window_ms`` of the watermark (see the module docstring)."""
 
     def __init__(
-        self, window_ms: int, allowed_lateness_ms: int, bucket_ms: int | None = None
+        self,
+        window_ms: int,
+        allowed_lateness_ms: int,
+        bucket_ms: int | None = None,
+        remember_ms: int | None = None,
     ) -> None:
         if window_ms <= 0:
             raise ValueError(f"window_ms must be positive, got {window_ms}")
@@ -63,6 +78,10 @@ class WindowIndex:
         self.window_ms = window_ms
         self.allowed_lateness_ms = allowed_lateness_ms
         self.bucket_ms = bucket_ms or max(window_ms // BUCKETS_PER_WINDOW, 1)
+        self.remember_ms = window_ms if remember_ms is None else remember_ms
+        """How long (event time) past the cutoff an admitted event's id is remembered."""
+        if self.remember_ms < 0:
+            raise ValueError(f"remember_ms must be >= 0, got {self.remember_ms}")
         self.watermark_ms = NO_WATERMARK
         self.cutoff_ms = NO_WATERMARK
         """Views older than this are invisible and evicted: ``watermark - window``."""
@@ -72,6 +91,8 @@ class WindowIndex:
         self._key_buckets: dict[int, set[Hashable]] = {}
         self._ref_buckets: dict[int, list[Ref]] = {}
         self._next_bucket: int | None = None
+        self._admitted: set[str] = set()
+        self._admitted_buckets: dict[int, list[str]] = {}
         self.stored = 0
         """(key, view) entries held now."""
         self.added = 0
@@ -84,23 +105,35 @@ class WindowIndex:
         """``add`` calls refused because the key already held that event."""
         self.stale = 0
         """``admit`` calls answered STALE."""
+        self.redelivered = 0
+        """``admit`` calls answered REDELIVERED."""
 
     # -- incidents ------------------------------------------------------------------------
 
     def admit(self, view: IncidentView) -> Admission:
         """Classify a view against the incident's current version, and make it current when
         it is new or newer. Call once per (key, view) item before ``add``."""
-        ref = (view.agency, view.incident_id)
-        current = self._current.get(ref)
+        event_id = view.event_id
         if view.occurred_ms < self.cutoff_ms:
-            if current is not None and current.event_id == view.event_id:
-                return Admission.CURRENT  # a redelivery (a restart re-reads), not late data
+            if event_id in self._admitted:
+                self.redelivered += 1  # a restart re-read it: not late data
+                return Admission.REDELIVERED
             self.too_late += 1
             return Admission.TOO_LATE
+        if event_id not in self._admitted:
+            self._admitted.add(event_id)
+            bucket = view.occurred_ms // self.bucket_ms
+            ids = self._admitted_buckets.get(bucket)
+            if ids is None:
+                self._admitted_buckets[bucket] = [event_id]
+            else:
+                ids.append(event_id)
+        ref = (view.agency, view.incident_id)
+        current = self._current.get(ref)
         if current is None:
             self._make_current(ref, view)
             return Admission.NEW
-        if current.event_id == view.event_id:
+        if current.event_id == event_id:
             return Admission.CURRENT
         if (view.version_ms, view.event_id) > (current.version_ms, current.event_id):
             self._live.discard(current.event_id)
@@ -230,6 +263,7 @@ class WindowIndex:
             return 0
         self.watermark_ms = watermark_ms
         cutoff = self.cutoff_ms = watermark_ms - self.window_ms
+        self._forget_admitted(cutoff - self.remember_ms)
         first = self._next_bucket
         limit = cutoff // self.bucket_ms  # buckets below this end before the cutoff
         if first is None or first >= limit:
@@ -265,3 +299,17 @@ class WindowIndex:
         self.stored -= evicted
         self.evicted += evicted
         return evicted
+
+    def _forget_admitted(self, before_ms: int) -> None:
+        """Forget the ids of admitted events whose time bucket ends before ``before_ms``."""
+        limit = before_ms // self.bucket_ms
+        buckets = self._admitted_buckets
+        old = [b for b in buckets if b < limit]
+        if old:
+            admitted = self._admitted
+            for bucket in old:
+                admitted.difference_update(buckets.pop(bucket))
+
+    def remembered(self) -> int:
+        """Ids of admitted events remembered now (in the window or ``remember_ms`` past it)."""
+        return len(self._admitted)

@@ -357,6 +357,10 @@ class _PartitionState:
     """Every upstream source: until each has reported, the watermark does not move."""
     idle_after_s: float = 300.0
     """A source silent this long (processing time) no longer holds the watermark back."""
+    applied_offset: int = -1
+    """Offset of the last message the state was rebuilt from (its stored batches): Faust
+    commits offsets after the table writes, so after a crash the consumer re-reads
+    messages the rebuilt state holds already; they are skipped, not applied twice."""
     _heard: dict[Any, float] = field(default_factory=dict)
 
     def advance(self, progress: Mapping[Any, int | None], lateness_ms: int) -> int | None:
@@ -591,6 +595,7 @@ def register(
             "alerts",
             "too_late",
             "replayed",
+            "redelivered",
             "dead_letters",
             "blocks_batches",
             "links_batches",
@@ -693,8 +698,12 @@ def register(
                 newest = max(newest, _newest_ms(items))
                 counters["replayed"] += 1
             state.stored.append((key, newest))
+            state.applied_offset = int(key[len(prefix) :])  # keys sort by offset
         logger.info(
-            "correlation partition %s: rebuilt from %s stored batches", partition, len(state.stored)
+            "correlation partition %s: rebuilt from %s stored batches (up to offset %s)",
+            partition,
+            len(state.stored),
+            state.applied_offset,
         )
         return state
 
@@ -721,9 +730,13 @@ def register(
             newest = 0
             watermark = None
             good = []
+            redelivered = 0
             for event in batch:
                 if event.message.value is None:
                     continue  # an empty message has nothing to apply
+                if event.message.offset <= state.applied_offset:
+                    redelivered += 1  # in the rebuilt state, its outputs sent already
+                    continue
                 try:
                     progress, items = decode_blocks(event.message.value)
                 except INTERNAL_DECODE_ERRORS as exc:
@@ -742,6 +755,15 @@ def register(
                 alerts.extend(outputs.alerts)
                 late.extend(outputs.late)
                 newest = max(newest, _newest_ms(items))
+            if redelivered:
+                counters["redelivered"] += redelivered
+                logger.info(
+                    "correlation partition %s: %s redelivered messages skipped (the state "
+                    "rebuilt from the table holds them, up to offset %s)",
+                    partition,
+                    redelivered,
+                    state.applied_offset,
+                )
             applied.append((partition, state, batch, good, newest, watermark))
         # every stage batch sends the case stage each partition's watermark, with or
         # without new correlations, so its eviction never waits on a quiet partition

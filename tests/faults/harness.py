@@ -201,7 +201,9 @@ class FaultRecord:
     raw_duplicates: int
     """Rows a plain SELECT shows twice until ClickHouse merges them (informational)."""
     too_late: int
-    """Events the correlator set aside as too late (re-read after a fault, informational)."""
+    """Events the correlator set aside as too late (messages on ``correlation.late``); events
+    re-read after a fault are duplicates, not late (the SIGKILL test asserts the baseline's
+    count)."""
 
 
 RECORDS: list[FaultRecord] = []
