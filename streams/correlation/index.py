@@ -21,13 +21,18 @@ Too late: a view older than ``watermark - window`` (the watermark already lags t
 event time by the allowed lateness) is not correlated: its partners may be evicted.
 ``admit`` says so and the caller counts it.
 
-Redeliveries after the window: at-least-once delivery re-reads events after a restart,
-and a worker's state rebuilt from its stage table can be ahead of what its consumer
-committed, so an event applied and evicted already can come back older than the cutoff.
-That is not late data: the index remembers the id of every event it admitted (too-late
-ones aside) for ``remember_ms`` beyond the cutoff (by event time, in the same buckets),
-and ``admit`` calls such an event REDELIVERED. Only an event older than the cutoff that
-the index never admitted (or forgot) is TOO_LATE.
+Redeliveries after the window: at-least-once delivery re-reads events after a crash (an
+ingest batch whose offsets were not committed is routed again), and the watermark may
+have moved past them meanwhile (one batch from a backlog can span days of event time), so
+an event applied and evicted already can come back older than the cutoff. That is not
+late data: the index remembers the id of every event it admitted (too-late ones aside)
+and ``admit`` calls such an event REDELIVERED; only an event older than the cutoff that
+the index never admitted (or forgot) is TOO_LATE. An id is stamped, at the first
+``advance`` after its admission, with the later of its event time and the new cutoff,
+and forgotten once the cutoff is ``remember_ms`` past that stamp (by time bucket, as the
+views are): a re-read comes back before its own sources move the watermark on, however
+far back in event time its batch reached, and memory holds only the ids admitted while
+the watermark moved the last ``remember_ms`` (plus those still that close to the cutoff).
 """
 
 from __future__ import annotations
@@ -79,7 +84,8 @@ class WindowIndex:
         self.allowed_lateness_ms = allowed_lateness_ms
         self.bucket_ms = bucket_ms or max(window_ms // BUCKETS_PER_WINDOW, 1)
         self.remember_ms = window_ms if remember_ms is None else remember_ms
-        """How long (event time) past the cutoff an admitted event's id is remembered."""
+        """How far the cutoff moves past an admitted event's stamp before its id is
+        forgotten (see the module docstring)."""
         if self.remember_ms < 0:
             raise ValueError(f"remember_ms must be >= 0, got {self.remember_ms}")
         self.watermark_ms = NO_WATERMARK
@@ -92,6 +98,8 @@ class WindowIndex:
         self._ref_buckets: dict[int, list[Ref]] = {}
         self._next_bucket: int | None = None
         self._admitted: set[str] = set()
+        self._unstamped: list[tuple[str, int]] = []
+        """(event id, event time) admitted since the last ``advance``."""
         self._admitted_buckets: dict[int, list[str]] = {}
         self.stored = 0
         """(key, view) entries held now."""
@@ -122,12 +130,7 @@ class WindowIndex:
             return Admission.TOO_LATE
         if event_id not in self._admitted:
             self._admitted.add(event_id)
-            bucket = view.occurred_ms // self.bucket_ms
-            ids = self._admitted_buckets.get(bucket)
-            if ids is None:
-                self._admitted_buckets[bucket] = [event_id]
-            else:
-                ids.append(event_id)
+            self._unstamped.append((event_id, view.occurred_ms))
         ref = (view.agency, view.incident_id)
         current = self._current.get(ref)
         if current is None:
@@ -263,7 +266,7 @@ class WindowIndex:
             return 0
         self.watermark_ms = watermark_ms
         cutoff = self.cutoff_ms = watermark_ms - self.window_ms
-        self._forget_admitted(cutoff - self.remember_ms)
+        self._stamp_admitted(cutoff)
         first = self._next_bucket
         limit = cutoff // self.bucket_ms  # buckets below this end before the cutoff
         if first is None or first >= limit:
@@ -300,10 +303,20 @@ class WindowIndex:
         self.evicted += evicted
         return evicted
 
-    def _forget_admitted(self, before_ms: int) -> None:
-        """Forget the ids of admitted events whose time bucket ends before ``before_ms``."""
-        limit = before_ms // self.bucket_ms
+    def _stamp_admitted(self, cutoff: int) -> None:
+        """File the ids admitted since the last advance under the later of their event
+        time and ``cutoff``; forget those filed ``remember_ms`` before the cutoff."""
+        size = self.bucket_ms
         buckets = self._admitted_buckets
+        for event_id, t in self._unstamped:
+            bucket = (t if t > cutoff else cutoff) // size
+            ids = buckets.get(bucket)
+            if ids is None:
+                buckets[bucket] = [event_id]
+            else:
+                ids.append(event_id)
+        self._unstamped.clear()
+        limit = (cutoff - self.remember_ms) // size
         old = [b for b in buckets if b < limit]
         if old:
             admitted = self._admitted
@@ -311,5 +324,5 @@ class WindowIndex:
                 admitted.difference_update(buckets.pop(bucket))
 
     def remembered(self) -> int:
-        """Ids of admitted events remembered now (in the window or ``remember_ms`` past it)."""
+        """Ids of admitted events remembered now (see the module docstring)."""
         return len(self._admitted)

@@ -60,13 +60,33 @@ def test_a_superseded_or_stale_version_redelivered_after_the_window_is_a_duplica
 
 def test_applied_ids_are_forgotten_remember_ms_past_the_cutoff() -> None:
     index = WindowIndex(WINDOW, LATENESS, remember_ms=24 * HOUR)
+    index.advance(T0)
     applied = view(t=T0)
     index.admit(applied)
+    index.advance(T0 + HOUR)  # stamped with its own time: ahead of the cutoff
     index.advance(T0 + WINDOW + 24 * HOUR - 1)  # cutoff + remember_ms: not past T0 yet
     assert index.remembered() == 1 and index.admit(applied) is Admission.REDELIVERED
     index.advance(T0 + WINDOW + 24 * HOUR + 2 * index.bucket_ms)
     assert index.remembered() == 0
     assert index.admit(applied) is Admission.TOO_LATE  # forgotten: counted as late data
+
+
+def test_a_batch_spanning_days_is_remembered_from_where_it_moved_the_watermark() -> None:
+    """One batch from a backlog reaches further back than the window and the memory: its
+    oldest events are evicted by the advance that follows it, and a re-read of the batch
+    (routed again after a crash) still finds every id."""
+    index = WindowIndex(WINDOW, LATENESS, remember_ms=24 * HOUR)
+    batch = [view(t=T0 + h * HOUR) for h in range(0, 200, 2)]  # 200 h of event time
+    for v in batch:
+        assert index.admit(v) is Admission.NEW
+    index.advance(T0 + 200 * HOUR - LATENESS)  # cutoff T0 + 122 h: 61 views out at once
+    again = [index.admit(v) for v in batch]
+    assert again.count(Admission.REDELIVERED) == 61 and Admission.TOO_LATE not in again
+    index.advance(T0 + 200 * HOUR - LATENESS + 24 * HOUR - index.bucket_ms)
+    assert index.admit(batch[0]) is Admission.REDELIVERED
+    index.advance(T0 + 200 * HOUR - LATENESS + 24 * HOUR + 2 * index.bucket_ms)
+    assert index.admit(batch[0]) is Admission.TOO_LATE  # the stream moved on: forgotten
+    assert index.too_late == 1
 
 
 def test_the_memory_of_applied_ids_stays_bounded_over_a_long_history() -> None:
@@ -78,8 +98,8 @@ def test_the_memory_of_applied_ids_stays_bounded_over_a_long_history() -> None:
         if n % 100 == 99:
             index.advance(t - HOUR)
             peak = max(peak, index.remembered())
-    # 20 h of events behind the watermark (1,200), the lateness (60), a bucket of slack
-    # and a batch between advances
+    # the window and remember_ms behind the watermark (1,200 events), the lateness (60),
+    # a bucket of slack (19) and the batch between advances (100)
     assert peak <= 1_200 + 60 + 20 + 100
 
 
