@@ -61,6 +61,10 @@ def create_worker_app(settings: Settings) -> faust.App:
             store_options=correlate.store_options(
                 settings.worker.store_write_buffer_mb, settings.worker.store_block_cache_mb
             ),
+            case_store_options=correlate.store_options(
+                settings.worker.case_store_write_buffer_mb,
+                settings.worker.case_store_block_cache_mb,
+            ),
             stage_batch_size=settings.worker.stage_batch_size,
             stage_linger_s=settings.worker.stage_linger_s,
             case_linger_s=settings.verification.linger_s,

@@ -278,6 +278,12 @@ class WorkerSettings(_Group):
     store_block_cache_mb: int = Field(default=16, ge=1)
     """RocksDB block cache of each table partition (Faust's default is 2 GiB); the
     correlator reads its tables only to rebuild after a restart or rebalance."""
+    case_store_write_buffer_mb: int = Field(default=1, ge=1)
+    """RocksDB memtable size of the case stage's two tables (``case-batches``,
+    ``case-lifecycle``). They take a few KB per second: a large memtable would fill for
+    many minutes (the worker's memory creeping up all that time) before its first flush."""
+    case_store_block_cache_mb: int = Field(default=1, ge=1)
+    """RocksDB block cache of the case stage's two tables; read once, in order, to rebuild."""
     standby_replicas: int = Field(default=0, ge=0)
     """Standby copies of each table partition kept by other workers. A standby makes a
     failover faster, but every worker then reads and stores the changelogs of the

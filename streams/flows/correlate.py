@@ -573,6 +573,7 @@ def register(
     config: CorrelatorConfig,
     partitions: int,
     store_options: Mapping[str, Any] | None = None,
+    case_store_options: Mapping[str, Any] | None = None,
     stage_batch_size: int = 200,
     stage_linger_s: float = 0.1,
     case_linger_s: float = 0.02,
@@ -580,7 +581,8 @@ def register(
     tick_s: float = 10.0,
 ) -> dict[str, int]:
     """Attach the correlate, case and verification agents, their tables and the lifecycle
-    clock; returns live counters. ``store_options`` go to each table's RocksDB store (see
+    clock; returns live counters. ``store_options`` go to the correlation stage's RocksDB
+    store and ``case_store_options`` (default: the same) to the case stage's two tables (see
     :func:`store_options`); each agent takes up to ``stage_batch_size`` messages or what
     arrived in ``stage_linger_s`` (``case_linger_s`` for the case stage and the forwarding
     of verdicts, which a verdict crosses on its way to the conclusion); the clock ticks
@@ -612,8 +614,10 @@ def register(
     blocks = app.topic(names.blocks, key_serializer="raw", value_serializer="raw")
     links = app.topic(names.links, key_serializer="raw", value_serializer="raw", partitions=1)
 
-    def bytes_table(name: str, table_partitions: int, about: str) -> faust.types.TableT:
-        """A table of raw keys and values in RocksDB with ``store_options``."""
+    def bytes_table(
+        name: str, table_partitions: int, about: str, options: Mapping[str, Any] | None
+    ) -> faust.types.TableT:
+        """A table of raw keys and values in RocksDB with ``options``."""
         return app.Table(
             name,
             default=None,
@@ -621,17 +625,19 @@ def register(
             help=about,
             key_type=bytes,
             value_type=bytes,
-            options=dict(store_options or {}),
+            options=dict(options or {}),
         )
 
     block_table = bytes_table(
-        "correlation-batches", partitions, "applied correlation.blocks messages"
+        "correlation-batches", partitions, "applied correlation.blocks messages", store_options
     )
-    link_table = bytes_table("case-batches", 1, "applied correlation.links messages")
+    case_options = store_options if case_store_options is None else case_store_options
+    link_table = bytes_table("case-batches", 1, "applied correlation.links messages", case_options)
     lifecycle_table = bytes_table(
         "case-lifecycle",
         1,
         "inputs that changed the case lifecycle, in the order applied (never evicted)",
+        case_options,
     )
     blocks_state = _Replayable("correlate", block_table, keep_ms)
     links_state = _Replayable("cases", link_table, keep_ms)
