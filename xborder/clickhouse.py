@@ -1115,6 +1115,112 @@ MIGRATIONS: tuple[Migration, ...] = (
             _audit_log_view("any(officer_token), any(officer_key_id)"),
         ),
     ),
+    # border_hotspots (14) reads only the incidents whose key hashes like that of one with an
+    # event at the time of a border-zone alert (its `sent`), then keeps, by their latest
+    # version, those that have such an event and an alert of their own: a hash collision
+    # only adds candidates these exact tests drop. One row per incident, so count() is the
+    # distinct count. Same answers as 11's; over 1M incidents a fifth less CPU.
+    Migration(
+        14,
+        "faster released details and border hot spots over 1M incidents: the released"
+        " events picked by event_id instead of incidents FINAL in full; the hot spots'"
+        " incidents narrowed by a key hash before their latest version is taken",
+        (
+            """
+            CREATE OR REPLACE VIEW released_incidents AS
+            SELECT
+                r.case_id AS case_id,
+                viewer,
+                r.agency AS owner,
+                r.incident_id AS incident_id,
+                r.incident_event_id AS incident_event_id,
+                r.released_at AS released_at,
+                if(r.has_details, 'release', 'incident event') AS details_from,
+                if(r.has_details, r.details_category, i.category) AS category,
+                if(r.has_details, r.details_severity, i.severity) AS severity,
+                if(r.has_details, r.details_occurred_at, i.occurred_at) AS occurred_at,
+                if(r.has_details, r.details_admin_unit_name, i.admin_unit_name)
+                    AS admin_unit_name,
+                if(r.has_details, r.details_address, i.address) AS address,
+                if(r.has_details, r.details_modus_operandi, i.modus_operandi) AS modus_operandi,
+                if(r.has_details, r.details_narrative, i.narrative) AS narrative,
+                r.details_subject_kinds AS subject_kinds,
+                r.details_subject_tokens AS subject_tokens,
+                r.details_subject_descriptors AS subject_descriptors
+            FROM incident_releases AS r FINAL
+            ARRAY JOIN r.audience AS viewer
+            LEFT JOIN (
+                SELECT event_id, category, severity, occurred_at, admin_unit_name, address,
+                       modus_operandi, narrative
+                FROM incidents
+                WHERE event_id IN (SELECT incident_event_id FROM incident_releases)
+                ORDER BY agency, incident_id, event_id, ingested_at DESC
+                LIMIT 1 BY agency, incident_id, event_id
+            ) AS i ON i.event_id = r.incident_event_id
+            WHERE viewer != r.agency
+            COMMENT 'Details of incidents their owner released, per agency allowed to see them:
+ those attached to the release, else those of the named event'
+            """,
+            f"""
+            CREATE OR REPLACE VIEW border_hotspots AS
+            SELECT
+                toDate(occurred_at) AS day,
+                toInt32(floor(lat * {CELLS_PER_DEGREE})) AS cell_lat,
+                toInt32(floor(lon * {CELLS_PER_DEGREE})) AS cell_lon,
+                {CELL_CENTRE},
+                count() AS incidents,
+                arrayDistinct(groupArray(agency)) AS agencies,
+                arrayDistinct(groupArray(category)) AS categories
+            FROM (
+                SELECT
+                    agency,
+                    latest.1 AS occurred_at,
+                    latest.2 AS lat,
+                    latest.3 AS lon,
+                    latest.4 AS category
+                FROM (
+                    SELECT
+                        agency,
+                        incident_id,
+                        argMax((occurred_at, lat, lon, category), version) AS latest,
+                        max(at_alert_time) AS an_event_at_alert_time
+                    FROM (
+                        SELECT
+                            agency,
+                            incident_id,
+                            occurred_at,
+                            lat,
+                            lon,
+                            category,
+                            {INCIDENT_VERSION} AS version,
+                            occurred_at IN (
+                                SELECT sent FROM alerts WHERE alert_kind = 'BORDER_ZONE_INCIDENT'
+                            ) AS at_alert_time
+                        FROM incidents
+                        WHERE cityHash64(agency, incident_id) IN (
+                            SELECT cityHash64(agency, incident_id)
+                            FROM incidents
+                            WHERE occurred_at IN (
+                                SELECT sent FROM alerts WHERE alert_kind = 'BORDER_ZONE_INCIDENT'
+                            )
+                        )
+                    )
+                    GROUP BY agency, incident_id
+                    HAVING an_event_at_alert_time
+                        AND lower(hex(SHA256(concat(
+                            'alert\\x1fBORDER_ZONE_INCIDENT\\x1f', agency, '\\x1f', incident_id
+                        )))) IN (
+                            SELECT identifier FROM alerts
+                            WHERE alert_kind = 'BORDER_ZONE_INCIDENT'
+                        )
+                )
+            )
+            GROUP BY day, cell_lat, cell_lon
+            COMMENT 'Per day (UTC) and 0.01 degree cell: incidents the correlator placed in
+ the border zone (those it raised a BORDER_ZONE_INCIDENT alert for)'
+            """,
+        ),
+    ),
 )
 
 PLACED_COLUMNS = {
