@@ -54,8 +54,16 @@ class BatchingSink(abc.ABC):
     ) -> None:
         """Buffer the items of the messages read at ``tp`` from ``first_offset`` to
         ``last_offset`` (messages of that range that make no item included): one call per
-        partition and fetch instead of one per message. ``items`` becomes the sink's."""
+        partition and fetch instead of one per message. ``items`` becomes the sink's.
+
+        Items from an offset the buffer already holds mean the consumer reads the partition
+        again from its last commit (assigned anew): the buffer starts over from there."""
         buffer = self._buffers.get(tp)
+        if buffer is not None and first_offset <= buffer.last_offset:
+            self._pending -= len(buffer.items)
+            buffer = self._buffers[tp] = PartitionBuffer(first_offset, last_offset, items)
+            self._pending += len(items)
+            return
         if buffer is None:
             if not self._buffers:
                 self._oldest = time.monotonic()

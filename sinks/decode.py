@@ -69,6 +69,9 @@ class WriterSchemas:
     def __init__(self, codec: WireCodec) -> None:
         self.codec = codec
         self._by_fingerprint: dict[bytes, Writer] = {}
+        self._by_header: dict[bytes, Writer] = {}
+        """Single-object writers by their whole header (magic and fingerprint): one slice
+        and one lookup per message."""
         self._by_id: dict[int, Writer] = {}
 
     def _writer(self, schema: StoredSchema, header_len: int) -> Writer:
@@ -84,10 +87,14 @@ class WriterSchemas:
 
     def writer(self, data: bytes) -> Writer:
         """The writer of ``data``; raises InvalidRecordError naming why it cannot be read."""
+        found = self._by_header.get(data[:SINGLE_OBJECT_HEADER_LEN])
+        if found is not None:
+            return found
         if data[:2] == SINGLE_OBJECT_MAGIC and len(data) >= SINGLE_OBJECT_HEADER_LEN:
             fingerprint = data[2:SINGLE_OBJECT_HEADER_LEN]
             found = self._by_fingerprint.get(fingerprint)
             if found is not None:
+                self._by_header[data[:SINGLE_OBJECT_HEADER_LEN]] = found
                 return found
             schema = self.codec.store.by_fingerprint(fingerprint)
             if schema is None and self.codec.published is not None:
@@ -97,6 +104,7 @@ class WriterSchemas:
             if schema is not None:
                 found = self._writer(schema, SINGLE_OBJECT_HEADER_LEN)
                 self._by_fingerprint[fingerprint] = found
+                self._by_header[data[:SINGLE_OBJECT_HEADER_LEN]] = found
                 return found
         elif detect_format(data) == "confluent" and self.codec.registry is not None:
             schema_id = confluent_schema_id(data)

@@ -125,6 +125,10 @@ CONNECTION = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
 """Errors librdkafka reports both in its log and to the error callback."""
 
 
+Failed = tuple[dict[TopicPartition, PartitionBuffer], TransientSinkError]
+"""A batch ClickHouse did not take, and why."""
+
+
 def _transient(error: KafkaError) -> bool:
     return error.retriable() or error.code() in TRANSIENT
 
@@ -165,7 +169,8 @@ class SinkConsumer:
         self._on_assigned = on_assigned
         self._assigned: frozenset[TopicPartition] = frozenset()
         self.revoked: set[TopicPartition] = set()
-        """Partitions revoked since the loop last looked (it drops their buffers)."""
+        """Partitions revoked, and not assigned again, since the loop last looked (it
+        drops their buffers)."""
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, name="kafka", daemon=True)
@@ -206,6 +211,7 @@ class SinkConsumer:
         assigned = frozenset(TopicPartition(p.topic, p.partition) for p in partitions)
         logger.info("sink partitions assigned: %s", _names(assigned))
         self._assigned = assigned
+        self.revoked -= assigned  # read again from the commit: a reset, not a drop (extend)
         self._on_assigned(assigned)
 
     def _revoke(self, _: Consumer, partitions: list[KafkaPartition], how: str = "revoked") -> None:
@@ -459,7 +465,7 @@ class SinkRunner:
     ) -> None:
         batch_size = self.settings.sink.batch_size
         backoff = self.settings.sink.retry_backoff_s
-        writing: asyncio.Task[dict[TopicPartition, PartitionBuffer] | None] | None = None
+        writing: asyncio.Task[Failed | None] | None = None
         while not self.stopping.is_set():
             due_in = sink.due_in()
             wait_s = IDLE_POLL_S if due_in is None else min(IDLE_POLL_S, due_in)
@@ -474,11 +480,11 @@ class SinkRunner:
                 continue
             if self._fatal is not None:
                 raise KafkaException(self._fatal)
-            if consumer.revoked:
-                sink.drop(consumer.revoked)  # their new owner reads them from the commit
-                consumer.revoked.clear()
             if fetched:
                 self._buffer(sink, fetched)
+            if consumer.revoked:  # and not assigned again: the new owner reads from the commit
+                sink.drop(consumer.revoked)
+                consumer.revoked.clear()
             if writing is not None and writing.done():
                 backoff = await self._settled(writing, consumer, sink, backoff)
                 writing = None
@@ -497,18 +503,17 @@ class SinkRunner:
 
     async def _write(
         self, consumer: SinkConsumer, sink: ClickHouseIncidentSink, clickhouse: Any
-    ) -> dict[TopicPartition, PartitionBuffer] | None:
-        """Write the buffers, then commit; returns the buffers when the write failed
-        transiently (the caller rewinds), None when they are written and committed."""
+    ) -> Failed | None:
+        """Write the buffers, then commit; returns the buffers and the error when the write
+        failed transiently (the caller rewinds), None when they are written and committed."""
         buffers = sink.take()
         try:
             await asyncio.get_running_loop().run_in_executor(
                 clickhouse, sink.write_buffers, buffers
             )
         except TransientSinkError as exc:
-            logger.warning("%s; rewinding", exc)
             self.waiting = "ClickHouse"
-            return buffers
+            return buffers, exc
         if self.waiting == "ClickHouse":
             logger.info("ClickHouse writes succeed again")
             self.waiting = None
@@ -517,21 +522,24 @@ class SinkRunner:
 
     async def _settled(
         self,
-        writing: asyncio.Task[dict[TopicPartition, PartitionBuffer] | None],
+        writing: asyncio.Task[Failed | None],
         consumer: SinkConsumer,
         sink: ClickHouseIncidentSink,
         backoff: float,
     ) -> float:
         """Wait for a write in flight; after a failed one, drop what was consumed since,
         rewind to the failed batch's start and back off. Returns the next backoff."""
-        failed = await writing
-        if failed is None:
+        result = await writing
+        if result is None:
             return self.settings.sink.retry_backoff_s
+        failed, exc = result
+        logger.warning("%s; rewinding, retrying in %.1f s", exc, backoff)
         since = sink.take()  # consumed after the failed batch: read again after the rewind
-        rewind = dict(since)
-        rewind.update(failed)  # the failed batch starts earlier on a partition in both
+        rewind = dict(failed)
+        for tp, buffer in since.items():
+            if tp not in rewind or buffer.first_offset < rewind[tp].first_offset:
+                rewind[tp] = buffer  # a partition assigned again restarts at its commit
         self._rewind(consumer, rewind)
-        logger.info("retrying in %.1f s", backoff)
         await self._sleep(backoff)
         return min(backoff * 2, MAX_BACKOFF_S)
 
@@ -705,21 +713,29 @@ class SinkRunner:
             pass
 
 
-_ORIGINS: dict[bytes, str] = {}
-"""Topic names seen in source headers, decoded once."""
+_ORIGINS: dict[bytes, tuple[str, int]] = {}
+"""Topic and partition of the source headers seen, by the part before ``]@``: parsed
+and decoded once per partition, not once per message."""
+MAX_ORIGINS = 100_000
 
 
 def source_position(headers: Any, topic: str, partition: int, offset: int) -> tuple[str, int, int]:
-    """Where the event was first published, from the worker's source header when present."""
+    """Where the event was first published, from the worker's source header when present
+    (``topic[partition]@offset``)."""
     for name, value in headers or ():
         if name == SOURCE_HEADER:
-            origin, _, rest = value.rpartition(b"[")
-            part, _, off = rest.partition(b"]@")
-            if origin and part.isdigit() and off.isdigit():
-                origin_topic = _ORIGINS.get(origin)
-                if origin_topic is None:
-                    origin_topic = _ORIGINS[origin] = origin.decode("utf-8", "replace")
-                return origin_topic, int(part), int(off)
+            head, found, off = value.rpartition(b"]@")
+            if not (found and off.isdigit()):
+                break
+            origin = _ORIGINS.get(head)
+            if origin is None:
+                origin_topic, _, part = head.rpartition(b"[")
+                if not (origin_topic and part.isdigit()):
+                    break
+                if len(_ORIGINS) >= MAX_ORIGINS:
+                    _ORIGINS.clear()
+                origin = _ORIGINS[head] = (origin_topic.decode("utf-8", "replace"), int(part))
+            return origin[0], origin[1], int(off)
     return topic, partition, offset
 
 

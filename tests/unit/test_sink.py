@@ -170,6 +170,23 @@ def test_buffers_are_due_by_size_and_taken_whole() -> None:
     assert (buffers[b].first_offset, buffers[b].last_offset) == (4, 5)
 
 
+def test_a_partition_run_is_buffered_in_one_call_and_a_reread_starts_the_buffer_over() -> None:
+    sink = _Sink()
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+    sink.extend(a, 10, 12, ["x", "y"])  # offset 11 made no item: its offset still counts
+    sink.extend(b, 4, 4, [])
+    sink.extend(a, 13, 14, ["z"])
+    assert sink.pending == 3 and sink.due()
+    # assigned again, the consumer reads the partition from its commit (8): start over
+    sink.extend(a, 8, 9, ["v", "w"])
+    assert sink.pending == 2 and not sink.due()
+    dropped = sink.drop([b, TopicPartition("t", 2)])  # revoked: dropped, never written
+    assert list(dropped) == [b] and sink.pending == 2
+    buffers = sink.flush()
+    assert sink.written == ["v", "w"] and list(buffers) == [a]
+    assert (buffers[a].first_offset, buffers[a].last_offset) == (8, 9)
+
+
 class _Consumer:
     """Stands in for the SinkConsumer's assignment, commit and seek."""
 
