@@ -27,7 +27,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from streams.flows.ingest import IngestLoop
 from tests.integration.compressed import codec_of_values, produce_java, produce_librdkafka
-from tests.integration.kafka_read import consume_all
+from tests.integration.kafka_read import consume_all, read_to_end
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client
 from xborder.codec import AvroCodec
@@ -38,7 +38,8 @@ from xborder.deadletter import (
     HEADER_REASON,
     HEADER_TOPIC,
 )
-from xborder.kafka_admin import ensure_topics
+from xborder.errors import ServiceUnavailableError
+from xborder.kafka_admin import ensure_topics, wait_for_group
 from xborder.pipeline import Pipeline
 from xborder.samples import sample_events
 from xborder.schemas import SchemaStore
@@ -171,29 +172,44 @@ def test_a_batch_the_worker_cannot_decode_is_dead_lettered_and_ingest_goes_on(
     codec = AvroCodec(SchemaStore(settings.schemas_dir))
     rules = EventRules.from_settings(settings.contract, agencies.region)
     loop = IngestLoop(settings, topics, codec, rules)
+    metrics = loop.metrics
 
-    async def run_until_done() -> tuple[list[Any], list[Any]]:
+    def loop_did() -> str:
+        return (
+            f"the loop accepted {dict(metrics.accepted)}, dead-lettered "
+            f"{dict(metrics.dead_letters)} in {metrics.batches} batches"
+        )
+
+    async def run_until_committed() -> None:
+        """Run the loop until its group has committed every record of the agency topics:
+        it commits a batch only once the broker has acknowledged all the batch sent, so
+        from then on the accepted events and the dead letters are all there to read."""
         task = asyncio.create_task(loop.run())
-        try:
-            accepted, dead = await asyncio.gather(
-                asyncio.to_thread(consume_all, bootstrap, topics.accepted, len(good), 60),
-                asyncio.to_thread(consume_all, bootstrap, topics.dead_letters, 3, 60),
+        committed = asyncio.create_task(
+            asyncio.to_thread(
+                wait_for_group, bootstrap, settings.worker.ingest_group_id, [cantho, angiang], 60
             )
-            await asyncio.sleep(1.0)  # the commit after the last delivery
+        )
+        try:
+            await asyncio.wait({task, committed}, return_when=asyncio.FIRST_COMPLETED)
             assert not task.done(), task  # the loop is still running
-            return accepted, dead
+            await committed  # raises if the group was still behind after 60 s
         finally:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.gather(task, committed, return_exceptions=True)
 
-    accepted, dead = asyncio.run(run_until_done())
-
-    # failed once in CI under load with nothing read back: say which side was short
-    metrics = loop.metrics
-    seen = (
-        f"the loop accepted {dict(metrics.accepted)}, dead-lettered {dict(metrics.dead_letters)}"
-        f" in {metrics.batches} batches; read back {len(accepted)} accepted, {len(dead)} dead"
-    )
+    # The reads used to run alongside the loop: consumers subscribed to still-empty topics,
+    # polling for a count within 60 s counted from before the loop had joined its group,
+    # then a fixed 1 s for the last commit; once, in a loaded CI run, they read nothing.
+    # Now they start when the loop's own commit says everything is on the broker, and
+    # read each topic from its beginning to the end offsets it has then.
+    try:
+        asyncio.run(run_until_committed())
+    except ServiceUnavailableError as exc:
+        raise AssertionError(f"{exc}; {loop_did()}") from exc
+    accepted = read_to_end(bootstrap, [topics.accepted])
+    dead = read_to_end(bootstrap, [topics.dead_letters])
+    seen = f"{loop_did()}; read back {len(accepted)} accepted, {len(dead)} dead"
     assert sorted(r.value for r in accepted) == sorted(good), seen
     letters = sorted(
         (
