@@ -364,7 +364,11 @@ def run_variant(
         broker0 = cpu_seconds(broker) if broker else None
         started = time.monotonic()
         process.send_signal(signal.SIGCONT)
-        profiler = _start_profiler(process.pid, settings.data_dir) if args.profile else None
+        profiler = (
+            _start_profiler(process.pid, settings.data_dir, args.profile_gil)
+            if args.profile or args.profile_gil
+            else None
+        )
         progress.wait(target, args.timeout, process)
         elapsed = time.monotonic() - started
         cpu = (cpu_seconds(process.pid) or 0.0) - cpu0
@@ -421,7 +425,9 @@ def run_variant(
         "counts": counts if counts != expected else None,
         "expected": expected if counts != expected else None,
         "log": str(log_path),
-        "profile": str(settings.data_dir / "profile.txt") if args.profile else None,
+        "profile": (
+            str(settings.data_dir / "profile.txt") if args.profile or args.profile_gil else None
+        ),
     }
 
 
@@ -464,11 +470,13 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
-def _start_profiler(pid: int, directory: Path) -> subprocess.Popen[bytes]:
+def _start_profiler(pid: int, directory: Path, gil: bool = False) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid``; ``gil``: only the thread holding the GIL (Python's CPU, without
+    the threads that wait for it)."""
     py_spy = Path(sys.executable).with_name("py-spy")
     return subprocess.Popen(
         [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-         "--nonblocking", "-o", str(directory / "profile.txt")],
+         "--nonblocking", *(["--gil"] if gil else []), "-o", str(directory / "profile.txt")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -518,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each variant, alternated")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", action="store_true", help="py-spy each drain")
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="py-spy each drain, GIL holder only"
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/xborder-sinkbench"))
     parser.add_argument(
         "--keep", action="store_true", help="keep each run's topics and ClickHouse data"
