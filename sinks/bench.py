@@ -364,10 +364,9 @@ def run_variant(
         broker0 = cpu_seconds(broker) if broker else None
         started = time.monotonic()
         process.send_signal(signal.SIGCONT)
+        gil = getattr(args, "profile_gil", False)  # callers may build their own args
         profiler = (
-            _start_profiler(process.pid, settings.data_dir, args.profile_gil)
-            if args.profile or args.profile_gil
-            else None
+            _start_profiler(process.pid, settings.data_dir, gil) if args.profile or gil else None
         )
         progress.wait(target, args.timeout, process)
         elapsed = time.monotonic() - started
@@ -426,7 +425,9 @@ def run_variant(
         "expected": expected if counts != expected else None,
         "log": str(log_path),
         "profile": (
-            str(settings.data_dir / "profile.txt") if args.profile or args.profile_gil else None
+            str(settings.data_dir / "profile.txt")
+            if args.profile or getattr(args, "profile_gil", False)
+            else None
         ),
     }
 
