@@ -724,8 +724,8 @@ class SinkRunner:
             return
         writer_of = self.schemas.writer
         writer = container = None
+        positioned = False
         for message in messages:
-            offset = message.offset()  # type: ignore[assignment]
             data = message.value()
             try:
                 if data is None:
@@ -733,26 +733,28 @@ class SinkRunner:
                 found = writer_of(data)
                 if found is not writer:
                     writer, container = found, sink.container(found)
+                    positioned = container is not None and container.positioned
                 if container is not None:  # ClickHouse reads the body itself
-                    if container.positioned:
-                        add(
-                            (
-                                writer,
-                                data,
-                                *source_position(message.headers(), topic, partition, offset),
-                            )
-                        )
+                    if positioned:  # the offset is read only when there is no source header
+                        headers = message.headers()
+                        source = _source_of(headers) if headers else None
+                        add((writer, data, *(source or (topic, partition, message.offset()))))
                     else:
-                        add((writer, data, topic, partition, offset))
+                        add((writer, data, topic, partition, message.offset()))
                     continue
                 record_name, value = self.schemas.decode(data, found)
             except InvalidRecordError as exc:
                 # The worker only forwards decodable events; reaching here means a schema
                 # mismatch between worker and sink versions. Skip it loudly, keep going.
                 self.skipped += 1
-                logger.warning("%s[%s]@%s skipped: %s", topic, partition, offset, exc)
+                logger.warning("%s[%s]@%s skipped: %s", topic, partition, message.offset(), exc)
                 continue
-            position = source_position(message.headers(), topic, partition, offset)
+            position = source_position(
+                message.headers(),
+                topic,
+                partition,
+                message.offset(),  # type: ignore[arg-type]
+            )
             for table, row in rows_for(record_name, value, *position):
                 add(Row(table, row))
         self._extend(sink, tp, messages, items)
@@ -783,21 +785,26 @@ MAX_ORIGINS = 100_000
 def source_position(headers: Any, topic: str, partition: int, offset: int) -> tuple[str, int, int]:
     """Where the event was first published, from the worker's source header when present
     (``topic[partition]@offset``)."""
-    for name, value in headers or ():
+    return (_source_of(headers) if headers else None) or (topic, partition, offset)
+
+
+def _source_of(headers: Any) -> tuple[str, int, int] | None:
+    """The position in the worker's source header of ``headers``; None without one."""
+    for name, value in headers:
         if name == SOURCE_HEADER:
             head, found, off = value.rpartition(b"]@")
             if not (found and off.isdigit()):
-                break
+                return None
             origin = _ORIGINS.get(head)
             if origin is None:
                 origin_topic, _, part = head.rpartition(b"[")
                 if not (origin_topic and part.isdigit()):
-                    break
+                    return None
                 if len(_ORIGINS) >= MAX_ORIGINS:
                     _ORIGINS.clear()
                 origin = _ORIGINS[head] = (origin_topic.decode("utf-8", "replace"), int(part))
             return origin[0], origin[1], int(off)
-    return topic, partition, offset
+    return None
 
 
 async def _run(runner: SinkRunner) -> None:
