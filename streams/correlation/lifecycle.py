@@ -1102,20 +1102,15 @@ class CaseLifecycle:
 
     def _expiry(self, case: _Case, now_ms: int) -> dict[str, Any]:
         """The last VERIFICATION_OVERDUE alert of a case that expires still waiting."""
-        assert case.waiting_since is not None and case.touched is not None
+        assert case.touched is not None
         days = (now_ms - case.touched) / (24 * _HOUR_MS)
-        awaiting = self.awaiting(case.case_id)
-        who = ", ".join(awaiting) if awaiting else "nobody"
-        state = "disputed" if case.status == "DISPUTED" else "waiting for verification"
-        return make_alert(
-            "VERIFICATION_OVERDUE",
+        who, state = self._waiting_for(case)
+        return self._overdue_alert(
+            case,
             alert_id("VERIFICATION_OVERDUE", case.case_id, "expired", str(case.version)),
             now_ms,
-            self._cap,
             event="Joint verification expired",
             urgency="Expected",
-            severity="Moderate",
-            certainty="Observed",
             headline=f"Case {_short(case.case_id)} expired {state} after {days:.1f} days "
             f"without news; awaiting {who}",
             description=(
@@ -1127,30 +1122,18 @@ class CaseLifecycle:
             ),
             instruction="Nothing more will be escalated for this case. If it still needs "
             "a joint verification, link its incidents again or record it outside the system.",
-            area_desc=f"Incidents of cross-border case {_short(case.case_id)}",
-            circle=None,
-            targets=case.agencies,
-            expires_ms=None,
-            case_id=case.case_id,
-            correlation_ids=case.correlation_ids,
         )
 
     def _escalation(self, case: _Case, due: int) -> dict[str, Any]:
         assert case.waiting_since is not None
-        waited = due - case.waiting_since
-        hours = f"{waited / _HOUR_MS:.1f} h"
-        awaiting = self.awaiting(case.case_id)
-        who = ", ".join(awaiting) if awaiting else "nobody"
-        state = "disputed" if case.status == "DISPUTED" else "waiting for verification"
-        return make_alert(
-            "VERIFICATION_OVERDUE",
+        hours = f"{(due - case.waiting_since) / _HOUR_MS:.1f} h"
+        who, state = self._waiting_for(case)
+        return self._overdue_alert(
+            case,
             alert_id("VERIFICATION_OVERDUE", case.case_id, str(case.escalations)),
             due,
-            self._cap,
             event="Joint verification overdue",
             urgency="Immediate",
-            severity="Moderate",
-            certainty="Observed",
             headline=f"Case {_short(case.case_id)} {state} for {hours}; awaiting {who}",
             description=(
                 f"Cross-border case {case.case_id} (version {case.version}, agencies "
@@ -1160,6 +1143,40 @@ class CaseLifecycle:
             ),
             instruction="Record a verdict on the case (confirm, reject or need more "
             "information) or resolve the dispute with the other agency.",
+        )
+
+    def _waiting_for(self, case: _Case) -> tuple[str, str]:
+        """(who the case awaits, in words; what it is doing: waiting or disputed)."""
+        awaiting = self.awaiting(case.case_id)
+        who = ", ".join(awaiting) if awaiting else "nobody"
+        state = "disputed" if case.status == "DISPUTED" else "waiting for verification"
+        return who, state
+
+    def _overdue_alert(
+        self,
+        case: _Case,
+        identifier: str,
+        sent_ms: int,
+        *,
+        event: str,
+        urgency: str,
+        headline: str,
+        description: str,
+        instruction: str,
+    ) -> dict[str, Any]:
+        """A VERIFICATION_OVERDUE alert about ``case`` to its agencies."""
+        return make_alert(
+            "VERIFICATION_OVERDUE",
+            identifier,
+            sent_ms,
+            self._cap,
+            event=event,
+            urgency=urgency,
+            severity="Moderate",
+            certainty="Observed",
+            headline=headline,
+            description=description,
+            instruction=instruction,
             area_desc=f"Incidents of cross-border case {_short(case.case_id)}",
             circle=None,
             targets=case.agencies,
