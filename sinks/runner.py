@@ -174,16 +174,19 @@ class Collector:
 
     YOUNG_EVERY_S = 1.0
     FULL_EVERY_S = 30.0
-    _young_at = 0.0
-    _full_at = 0.0
+
+    def __init__(self) -> None:
+        self._enabled = gc.isenabled()
+        self._young_at = self._full_at = 0.0
 
     def __enter__(self) -> Collector:
         self._enabled = gc.isenabled()
         gc.collect()
         gc.freeze()
         gc.disable()
-        Collector._young_at = time.monotonic() + self.YOUNG_EVERY_S
-        Collector._full_at = time.monotonic() + self.FULL_EVERY_S
+        now = time.monotonic()
+        self._young_at = now + self.YOUNG_EVERY_S
+        self._full_at = now + self.FULL_EVERY_S
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -191,21 +194,20 @@ class Collector:
         if self._enabled:
             gc.enable()
 
-    @classmethod
-    def after_fetch(cls, buffered: bool) -> None:
+    def after_fetch(self, buffered: bool) -> None:
         """Collect after a fetch: the young generations every ``YOUNG_EVERY_S`` while
         messages come, all of them every ``FULL_EVERY_S``. What a collection traverses is
         what is alive (the buffers), so its cost is per collection, not per message."""
         if gc.isenabled():
             return
         now = time.monotonic()
-        if now >= cls._full_at:
+        if now >= self._full_at:
             gc.collect()
-            cls._full_at = now + cls.FULL_EVERY_S
-            cls._young_at = now + cls.YOUNG_EVERY_S
-        elif buffered and now >= cls._young_at:
+            self._full_at = now + self.FULL_EVERY_S
+            self._young_at = now + self.YOUNG_EVERY_S
+        elif buffered and now >= self._young_at:
             gc.collect(1)
-            cls._young_at = now + cls.YOUNG_EVERY_S
+            self._young_at = now + self.YOUNG_EVERY_S
 
 
 class SinkConsumer:
@@ -367,7 +369,7 @@ class SinkRunner:
         kafka = self.settings.kafka
         config: dict[str, Any] = {
             "bootstrap.servers": kafka.bootstrap_servers,
-            **{k: v for k, v in kafka_security.librdkafka(self.settings).items() if v is not None},
+            **kafka_security.librdkafka(self.settings),
             "client.id": f"{kafka.client_id}-sink",
             "group.id": sink.group_id,
             "enable.auto.commit": False,
@@ -445,8 +447,8 @@ class SinkRunner:
                 logger.info("sink consuming %s into ClickHouse", ", ".join(topics))
                 if watchdog is not None:
                     watchdog.start()
-                with Collector():
-                    await self._consume(consumer, sink, clickhouse)
+                with Collector() as collector:
+                    await self._consume(consumer, sink, clickhouse, collector)
             finally:
                 if watchdog is not None:
                     watchdog.stop()
@@ -517,7 +519,11 @@ class SinkRunner:
         return consumer
 
     async def _consume(
-        self, consumer: SinkConsumer, sink: ClickHouseIncidentSink, clickhouse: Any
+        self,
+        consumer: SinkConsumer,
+        sink: ClickHouseIncidentSink,
+        clickhouse: Any,
+        collector: Collector,
     ) -> None:
         batch_size = self.settings.sink.batch_size
         backoff = self.settings.sink.retry_backoff_s
@@ -542,7 +548,7 @@ class SinkRunner:
             if buffered:
                 self._buffer(sink, fetched)
                 fetched = []  # its messages freed now, never traversed by the collector
-            Collector.after_fetch(buffered)
+            collector.after_fetch(buffered)
             if consumer.revoked:  # and not assigned again: the new owner reads from the commit
                 sink.drop(consumer.revoked)
                 consumer.revoked.clear()
