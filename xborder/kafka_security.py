@@ -302,12 +302,13 @@ def faust_credentials(settings: Settings | KafkaSettings | None) -> dict[str, An
 
 
 def librdkafka(settings: Settings | KafkaSettings | None) -> dict[str, Any]:
-    """confluent-kafka (librdkafka) configuration entries."""
+    """confluent-kafka (librdkafka) configuration entries (librdkafka refuses a None
+    value, so an unset one is left out)."""
     kafka = _kafka(settings)
     if kafka is None:
         return {}
     who = principal(kafka)
-    return {
+    entries = {
         "security.protocol": kafka.security_protocol.lower(),
         "sasl.mechanisms": kafka.sasl_mechanism,
         "sasl.username": who.username,
@@ -315,6 +316,7 @@ def librdkafka(settings: Settings | KafkaSettings | None) -> dict[str, Any]:
         "ssl.ca.location": str(kafka.ssl_cafile),
         "ssl.endpoint.identification.algorithm": "https" if kafka.ssl_check_hostname else "none",
     }
+    return {name: value for name, value in entries.items() if value is not None}
 
 
 # -- ACLs -----------------------------------------------------------------------------
