@@ -408,6 +408,11 @@ class _Replayable:
         """Table key of a batch: sorts by partition, then offset (raw bytes on the wire)."""
         return f"{partition:05d}:{offset:015d}".encode()
 
+    @staticmethod
+    def offset_of(key: bytes) -> int:
+        """The offset a table key of :meth:`key` names."""
+        return int(key.partition(b":")[2])
+
     def forget(self, partitions: set[int]) -> None:
         for partition in partitions:
             self.states.pop(partition, None)
@@ -704,7 +709,7 @@ def register(
                 newest = max(newest, _newest_ms(items))
                 counters["replayed"] += 1
             state.stored.append((key, newest))
-            state.applied_offset = int(key[len(prefix) :])  # keys sort by offset
+            state.applied_offset = _Replayable.offset_of(key)  # keys sort by offset
         logger.info(
             "correlation partition %s: rebuilt from %s stored batches (up to offset %s)",
             partition,
