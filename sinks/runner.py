@@ -537,8 +537,12 @@ class SinkRunner:
                 fetched = await consumer.consume(batch_size - sink.pending, wait_s)
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
-                if not isinstance(error, KafkaError) or not _transient(error):
+                if not isinstance(error, KafkaError) or not (
+                    _transient(error) or error.code() in REBALANCED
+                ):
                     raise
+                # a rebalance (a session lost while the broker restarted) is waited out too:
+                # librdkafka rejoins, and the partitions' buffers are dropped when revoked
                 logger.warning("fetch failed (%s); retrying", error.str())
                 await self._sleep(self.settings.sink.retry_backoff_s)
                 continue
