@@ -51,6 +51,7 @@ waiting: a hung consumer is restarted by its supervisor instead of idling unseen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import queue
@@ -135,6 +136,26 @@ Failed = tuple[dict[TopicPartition, PartitionBuffer], TransientSinkError]
 
 def _transient(error: KafkaError) -> bool:
     return error.retriable() or error.code() in TRANSIENT
+
+
+class ConsumerFenced(Exception):
+    """librdkafka declared the consumer unusable (a fatal error): after a broker restart
+    a static member whose session timed out can be fenced by its own rejoin
+    (``FENCED_INSTANCE_ID``). The sink closes it and rejoins with a new one."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(error.str())
+        self.error = error
+
+
+def _fenced(exc: BaseException) -> KafkaError | None:
+    """The fatal error ``exc`` carries, if it is a KafkaException that ends the consumer."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    if isinstance(error, KafkaError) and (
+        error.fatal() or error.code() == KafkaError.FENCED_INSTANCE_ID
+    ):
+        return error
+    return None
 
 
 def _names(partitions: Iterable[Any]) -> list[str]:
@@ -327,6 +348,14 @@ class SinkConsumer:
             self._calls.put(None)
 
 
+async def _finish_write(writing: asyncio.Task[Any] | None) -> None:
+    """Let a write in flight end before its consumer is replaced (its rows are written;
+    its commit fails with the same fatal error, and the new consumer re-reads them)."""
+    if writing is not None:
+        with contextlib.suppress(ConsumerFenced):
+            await writing
+
+
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     if future.cancelled():
         return
@@ -448,7 +477,14 @@ class SinkRunner:
                 if watchdog is not None:
                     watchdog.start()
                 with Collector() as collector:
-                    await self._consume(consumer, sink, clickhouse, collector)
+                    while consumer is not None:
+                        try:
+                            await self._consume(consumer, sink, clickhouse, collector)
+                            break
+                        except ConsumerFenced as exc:
+                            consumer = self.consumer = await self._replace_consumer(
+                                consumer, sink, exc
+                            )
             finally:
                 if watchdog is not None:
                     watchdog.stop()
@@ -498,6 +534,25 @@ class SinkRunner:
             return result
         return None
 
+    async def _replace_consumer(
+        self, consumer: SinkConsumer, sink: ClickHouseIncidentSink, exc: ConsumerFenced
+    ) -> SinkConsumer | None:
+        """Close a consumer librdkafka has given up and rejoin the group with a new one,
+        which reads every partition from its last commit: what was buffered is dropped,
+        and rows written but not committed are read again (same ids, collapsed by
+        ClickHouse). None when asked to stop meanwhile."""
+        logger.warning(
+            "the Kafka consumer stopped for good (%s); rejoining the group with a new one "
+            "from the last committed offsets",
+            exc,
+        )
+        await consumer.close(self.settings.kafka.request_timeout_ms / 1000)
+        sink.take()
+        self._fatal = None
+        self.owned = frozenset()
+        await self._sleep(self.settings.sink.retry_backoff_s)
+        return await self._start_consumer()
+
     async def _start_consumer(self) -> SinkConsumer | None:
         """A consumer subscribed to the sunk topics; None when stopped meanwhile."""
         timeout_s = self.settings.kafka.request_timeout_ms / 1000
@@ -537,6 +592,9 @@ class SinkRunner:
                 fetched = await consumer.consume(batch_size - sink.pending, wait_s)
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
+                if (fatal := _fenced(exc)) is not None:
+                    await _finish_write(writing)
+                    raise ConsumerFenced(fatal) from exc
                 if not isinstance(error, KafkaError) or not (
                     _transient(error) or error.code() in REBALANCED
                 ):
@@ -547,7 +605,8 @@ class SinkRunner:
                 await self._sleep(self.settings.sink.retry_backoff_s)
                 continue
             if self._fatal is not None:
-                raise KafkaException(self._fatal)
+                await _finish_write(writing)
+                raise ConsumerFenced(self._fatal)
             buffered = bool(fetched)
             if buffered:
                 self._buffer(sink, fetched)
@@ -643,6 +702,8 @@ class SinkRunner:
                 return
             except (KafkaException, TimeoutError) as exc:
                 error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+                if (fatal := _fenced(exc)) is not None:
+                    raise ConsumerFenced(fatal) from exc
                 if isinstance(error, KafkaError) and error.code() in REBALANCED:
                     logger.warning(
                         "commit lost to a rebalance (%s); the partitions' new owner re-reads "

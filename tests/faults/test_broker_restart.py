@@ -53,5 +53,15 @@ def test_broker_stop_and_start_while_everything_runs(
             run.pipeline.stop()
         kafka.down()
     restarts = {name: codes for name, codes in run.pipeline.restarts.items() if codes}
-    assert not restarts, f"processes exited during the broker restart: {restarts}"
+    assert not restarts, f"processes exited during the broker restart: {restarts}\n" + "\n".join(
+        _error_lines(name, run.log(name)) for name in restarts
+    )
     record("broker stop/start under load", 1, baseline, outcome, lags, recovery_s)
+
+
+def _error_lines(name: str, log: str, limit: int = 40) -> str:
+    """The lines of a child's log that say why it exited (its log is gone with the
+    test's temporary directory)."""
+    marks = ("ERROR", "CRITICAL", "Traceback", "Error", "exit")
+    lines = [line for line in log.splitlines() if any(mark in line for mark in marks)]
+    return f"--- {name}: error lines\n" + "\n".join(lines[-limit:])

@@ -146,3 +146,53 @@ def test_sigterm_writes_and_commits_what_is_buffered_and_exits_0(make_settings) 
             process.wait()
     assert group_lag(settings.kafka.bootstrap_servers, settings.sink.group_id, topics) == 0
     assert _distinct_rows(settings) == load.rows
+
+
+@pytest.mark.slow
+def test_a_fenced_static_member_rejoins_with_a_new_consumer_and_loses_nothing(
+    make_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a broker restart, librdkafka can fence the sink's static member by its own
+    rejoin (FENCED_INSTANCE_ID, a fatal error). Here another client with the same
+    group.instance.id fences it: the sink replaces its consumer instead of exiting."""
+    from confluent_kafka import Consumer
+
+    settings = make_settings(**{"sink.flush_interval_s": 0.2})
+    instance = f"{settings.sink.group_id}-static"
+    settings = settings.with_overrides(**{"sink.group_instance_id": instance})
+    topics = _topics(settings)
+    load = _load(settings)
+    half = len(load.messages) // 2
+    bootstrap = settings.kafka.bootstrap_servers
+    runner = SinkRunner(settings)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(runner.run(),))
+    thread.start()
+    try:
+        publish(settings, load.messages[:half])
+        wait_for_group(bootstrap, settings.sink.group_id, topics, timeout_s=60)
+        intruder = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": settings.sink.group_id,
+                "group.instance.id": instance,
+                "enable.auto.commit": False,
+            }
+        )
+        intruder.subscribe(topics)
+        deadline = time.monotonic() + 30
+        while not intruder.assignment() and time.monotonic() < deadline:
+            intruder.poll(0.2)
+        assert intruder.assignment(), "the second member never joined"
+        intruder.close()
+        publish(settings, load.messages[half:])
+        with caplog.at_level("WARNING", logger="sinks.runner"):
+            wait_for_group(bootstrap, settings.sink.group_id, topics, timeout_s=90)
+        assert thread.is_alive(), "the sink exited after being fenced"
+    finally:
+        loop.call_soon_threadsafe(runner.stop)
+        thread.join(60)
+        loop.close()
+    assert not thread.is_alive()
+    assert _distinct_rows(settings) == load.rows
+    assert "rejoining the group with a new one" in caplog.text
