@@ -25,6 +25,7 @@ from streams.correlation.occurrence import OccurrenceConfig
 from streams.correlation.patterns import PatternConfig
 from streams.correlation.scoring import ScoringConfig
 from streams.flows import correlate, ingest
+from streams.flows.replay import kafka_reader
 from xborder import kafka_security
 from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.geo import jurisdictions_for
@@ -70,6 +71,7 @@ def create_worker_app(settings: Settings) -> faust.App:
             case_linger_s=settings.verification.linger_s,
             lifecycle=lifecycle_config(settings),
             tick_s=settings.verification.tick_s,
+            read_blocks=kafka_reader(settings, names.blocks),
         )
         watch_liveness(app, settings, names)
     if not settings.worker.ingest:

@@ -161,6 +161,7 @@ def ensure_project_topics(settings: Settings, topics: Topics) -> list[str]:
     from xborder.kafka_admin import ensure_topics
 
     created = ensure_topics(settings, topics.all_incidents, configs=INCIDENT_TOPIC_CONFIGS)
+    created += ensure_topics(settings, [topics.blocks], configs=blocks_topic_configs(settings))
     created += ensure_topics(settings, topics.created_by_project())
     created += ensure_topics(settings, [topics.schemas], partitions=1, configs=SCHEMA_TOPIC_CONFIGS)
     retention_ms = int(settings.topics.quarantine_retention_hours * 3_600_000)
@@ -168,6 +169,19 @@ def ensure_project_topics(settings: Settings, topics: Topics) -> list[str]:
         settings, topics.all_quarantine, configs={"retention.ms": str(retention_ms)}
     )
     return created + ensure_topics(settings, topics.single_partition(), partitions=1)
+
+
+def blocks_topic_configs(settings: Settings) -> dict[str, str]:
+    """Topic configs of ``correlation.blocks``: the correlation stage rebuilds its state
+    from it (:mod:`streams.flows.replay`), so it keeps messages for at least twice the
+    window plus the allowed lateness."""
+    hour_ms = 3_600_000
+    correlation = settings.correlation
+    retention = max(
+        7 * 24 * hour_ms,
+        int(2 * (correlation.window_hours + correlation.allowed_lateness_hours) * hour_ms),
+    )
+    return {"retention.ms": str(retention)}
 
 
 INCIDENT_TOPIC_CONFIGS = {"message.timestamp.type": "LogAppendTime"}

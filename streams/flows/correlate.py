@@ -21,10 +21,13 @@ one table write per partition (a changelog record), then the acks. At a trickle 
 batch is one message; from a backlog it is hundreds. The latency a stage adds is bounded
 by its linger plus its processing.
 
-State is event-sourced: each stage stores the messages it applied in a Faust Table (one
-record per partition per stage batch, RocksDB locally), deletes them once they fall out
-of the window, and after a restart or rebalance replays the stored messages into a
-fresh engine before going on, so a restarted worker continues with the same results.
+State is event-sourced: each stage records what it applied in a Faust Table (one record
+per partition per stage batch, RocksDB locally), deletes the records once they fall out
+of the window, and after a restart or rebalance replays them into a fresh engine before
+going on, so a restarted worker continues with the same results. The correlation stage
+records the offsets of the blocks messages and reads them back from
+``correlation.blocks`` (:mod:`streams.flows.replay`); the case stage records the links
+messages themselves (they are few).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from streams.correlation.blocking import blocking_keys
 from streams.correlation.engine import CaseStage, Correlator, CorrelatorConfig
 from streams.correlation.lifecycle import LifecycleConfig
 from streams.correlation.model import IncidentView, from_wire, to_wire, view_from_event
+from streams.flows.replay import BlocksReplay, PartitionReader, applied_offsets
 from streams.flows.verify import (
     ForwardedInput,
     LifecycleOutputs,
@@ -584,6 +588,8 @@ def register(
     case_linger_s: float = 0.02,
     lifecycle: LifecycleConfig | None = None,
     tick_s: float = 10.0,
+    *,
+    read_blocks: PartitionReader,
 ) -> dict[str, int]:
     """Attach the correlate, case and verification agents, their tables and the lifecycle
     clock; returns live counters. ``store_options`` go to the correlation stage's RocksDB
@@ -591,7 +597,8 @@ def register(
     :func:`store_options`); each agent takes up to ``stage_batch_size`` messages or what
     arrived in ``stage_linger_s`` (``case_linger_s`` for the case stage and the forwarding
     of verdicts, which a verdict crosses on its way to the conclusion); the clock ticks
-    every ``tick_s`` seconds."""
+    every ``tick_s`` seconds. ``read_blocks`` reads ``correlation.blocks`` back to rebuild
+    a partition's state from the offsets its table recorded."""
     incident_sources = frozenset(
         source_id(topic, p) for topic in names.all_incidents for p in range(partitions)
     )
@@ -602,6 +609,7 @@ def register(
             "alerts",
             "too_late",
             "replayed",
+            "replay_missing",
             "redelivered",
             "dead_letters",
             "blocks_batches",
@@ -634,7 +642,10 @@ def register(
         )
 
     block_table = bytes_table(
-        "correlation-batches", partitions, "applied correlation.blocks messages", store_options
+        "correlation-batches",
+        partitions,
+        "offsets of the applied correlation.blocks messages",
+        store_options,
     )
     case_options = store_options if case_store_options is None else case_store_options
     link_table = bytes_table("case-batches", 1, "applied correlation.links messages", case_options)
@@ -691,7 +702,7 @@ def register(
         counters["alerts"] += len(alerts)
         return await publish_alerts(producer, codec, names, alerts)
 
-    def correlator_for(partition: int) -> _PartitionState:
+    async def correlator_for(partition: int) -> _PartitionState:
         state = blocks_state.states.get(partition)
         if state is not None:
             return state
@@ -699,23 +710,37 @@ def register(
             Correlator(config), expected=incident_sources
         )
         prefix = f"{partition:05d}:".encode()
-        for key in sorted(k for k in block_table.keys() if k.startswith(prefix)):
-            newest = 0
-            for message in unpack_applied(block_table[key]):
-                progress, items = _blocks_message(message)
-                watermark = state.advance(progress, config.allowed_lateness_ms)
-                # outputs were emitted before the restart
-                state.engine.process(items, _or_none(watermark))
-                newest = max(newest, _newest_ms(items))
-                counters["replayed"] += 1
-            state.stored.append((key, newest))
-            state.applied_offset = _Replayable.offset_of(key)  # keys sort by offset
+        replay = BlocksReplay(read_blocks, partition)
+        try:
+            for key in sorted(k for k in block_table.keys() if k.startswith(prefix)):
+                newest = 0
+                for message in await replay.messages(block_table[key]):
+                    progress, items = _blocks_message(message)
+                    watermark = state.advance(progress, config.allowed_lateness_ms)
+                    # outputs were emitted before the restart
+                    state.engine.process(items, _or_none(watermark))
+                    newest = max(newest, _newest_ms(items))
+                    counters["replayed"] += 1
+                state.stored.append((key, newest))
+                state.applied_offset = _Replayable.offset_of(key)  # keys sort by offset
+        finally:
+            await replay.close()
         logger.info(
             "correlation partition %s: rebuilt from %s stored batches (up to offset %s)",
             partition,
             len(state.stored),
             state.applied_offset,
         )
+        if replay.missing:
+            counters["replay_missing"] += replay.missing
+            logger.error(
+                "correlation partition %s: %s applied blocks messages are gone from %s, so "
+                "their incidents are missing from the rebuilt window; keep the topic's "
+                "retention.ms above twice the window plus the allowed lateness",
+                partition,
+                replay.missing,
+                names.blocks,
+            )
         return state
 
     async def apply_blocks(events: Sequence[faust.EventT]) -> None:
@@ -737,7 +762,7 @@ def register(
                 # partition comes back
                 counters["skipped_unowned"] += len(batch)
                 continue
-            state = correlator_for(partition)
+            state = await correlator_for(partition)
             newest = 0
             watermark = None
             good = []
@@ -806,15 +831,16 @@ def register(
                 # (eager) rebalance: Faust commits the batch's offsets when it is
                 # acknowledged, so it must be recorded, or it would be lost from the state
                 # rebuilt from the table (the state is rebuilt when next needed)
-                if owns(names.blocks, partition):
-                    for last, packed in chunk_applied(good):
-                        with writing_for(last):
-                            block_table[_Replayable.key(partition, last.message.offset)] = packed
+                if owns(names.blocks, partition) and good:
+                    with writing_for(good[-1]):
+                        block_table[_Replayable.key(partition, good[-1].message.offset)] = (
+                            applied_offsets([event.message.offset for event in good])
+                        )
                 continue
-            for last, packed in chunk_applied(good):
-                key = _Replayable.key(partition, last.message.offset)
-                with writing_for(last):
-                    block_table[key] = packed
+            if good:
+                key = _Replayable.key(partition, good[-1].message.offset)
+                with writing_for(good[-1]):
+                    block_table[key] = applied_offsets([event.message.offset for event in good])
                 state.stored.append((key, newest))
             if watermark is not None:
                 with writing_for(batch[-1]):
