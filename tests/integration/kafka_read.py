@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 
-from xborder.kafka_admin import end_offsets
+from xborder.kafka_admin import admin_client, end_offsets
 
 _POLL_MS = 100
 
@@ -75,3 +76,14 @@ def read_to_end(bootstrap: str, topics: Iterable[str], timeout_s: float = 30.0) 
     finally:
         consumer.close()
     return records
+
+
+def topic_config(bootstrap_servers: str, topic: str, name: str) -> str:
+    """The value of one configuration entry of ``topic`` as the broker describes it."""
+    admin = admin_client(bootstrap_servers)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        admin.close()
+    found = [entry for by_name in described.values() for entry in by_name.get(topic, {}).items()]
+    return str(dict(found)[name]["value"])

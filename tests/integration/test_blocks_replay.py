@@ -9,10 +9,10 @@ import asyncio
 
 import pytest
 from kafka import KafkaProducer
-from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.structs import TopicPartition
 
 from streams.flows.replay import kafka_reader
+from tests.integration.kafka_read import topic_config
 from xborder.agencies import load_agencies
 from xborder.kafka_admin import admin_client
 from xborder.settings import Settings
@@ -69,11 +69,7 @@ def test_the_blocks_topic_keeps_twice_the_window_and_lateness_at_least_a_week(
     settings = make_settings(
         **{"correlation.window_hours": 120.0, "correlation.allowed_lateness_hours": 6.0}
     )
-    topic = _blocks_topic(settings)
-    admin = admin_client(settings.kafka.bootstrap_servers)
-    try:
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    finally:
-        admin.close()
-    found = [entry for by_name in described.values() for entry in by_name.get(topic, {}).items()]
-    assert int(dict(found)["retention.ms"]["value"]) == 2 * 126 * 3_600_000
+    retention = topic_config(
+        settings.kafka.bootstrap_servers, _blocks_topic(settings), "retention.ms"
+    )
+    assert int(retention) == 2 * 126 * 3_600_000

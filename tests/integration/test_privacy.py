@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType
 
+from tests.integration.kafka_read import topic_config
 from xborder.agencies import load_agencies
 from xborder.clickhouse import get_client
 from xborder.codec import AvroCodec
@@ -161,16 +161,6 @@ def _bypass_messages(
     return messages
 
 
-def _retention_ms(settings: Settings, topic: str) -> str:
-    admin = admin_client(settings.kafka.bootstrap_servers)
-    try:
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    finally:
-        admin.close()
-    found = [entry for by_name in described.values() for entry in by_name.get(topic, {}).items()]
-    return str(dict(found)["retention.ms"]["value"])
-
-
 def _topic_chunks(settings: Settings) -> list[tuple[str, bytes]]:
     """(topic, bytes) for every key, value and header of every message of this run: its
     prefixed topics and the worker's changelogs (other tests' topics on the shared session
@@ -266,7 +256,9 @@ def test_no_raw_identifier_reaches_any_topic_table_log_or_file(make_settings) ->
             producer.close()
         pipeline.wait_until_drained(topics, timeout_s=120)
 
-    assert _retention_ms(settings, topics.quarantine(AGENCY)) == str(7 * 24 * 3_600_000)
+    assert topic_config(
+        settings.kafka.bootstrap_servers, topics.quarantine(AGENCY), "retention.ms"
+    ) == str(7 * 24 * 3_600_000)
     topic_chunks = _topic_chunks(settings)
     quarantined = [c for t, c in topic_chunks if t == topics.quarantine(AGENCY)]
     assert len(quarantined) >= 2 * len(bypass)  # each bypass message: its key and value
