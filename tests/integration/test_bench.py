@@ -24,6 +24,8 @@ def test_small_bench_reports_every_figure(make_settings, tmp_path: Path) -> None
     html = (tmp_path / "bench" / "report.html").read_text()
     assert "<svg" in html and "Throughput over time" in html and "latency" in html.lower()
     assert report["machine"]["cores"] >= 1 and report["machine"]["memory_gib"] > 0
+    speed = report["machine"]["speed"]
+    assert speed["python_loop_ns"] > 0 and speed["avro_decode_us"] > 0
     assert report["parameters"]["events"] == 2_000
     assert report["parameters"]["scenario"]["seed"] == 3
     assert report["raw_floor_events_per_s"] > 0
