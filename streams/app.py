@@ -18,22 +18,14 @@ def faust_broker_url(bootstrap_servers: str) -> str:
     return ";".join(f"kafka://{h}" for h in hosts)
 
 
-def stage_fetch_max_wait_ms(settings: Settings) -> int:
-    """How long the broker holds a fetch of the Faust consumer that has fewer than
-    ``worker.stage_fetch_min_bytes``: half the shortest stage linger (the correlation
-    stage's, or the case stage's ``verification.linger_s``), so a message waits at most
-    1.5 stage lingers before its stage batch ends, as an ingest event 1.5 ingest lingers."""
-    shortest_s = min(settings.worker.stage_linger_s, settings.verification.linger_s)
-    return max(1, int(shortest_s * 500))
-
-
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with the fetch sizes of the app's :class:`FetchTuning`.
+    """Faust's consumer thread, with the fetch sizes of the app's ``fetch_tuning``.
 
     Faust builds its aiokafka consumer with ``fetch_min_bytes`` 1 (the broker answers a
     fetch as soon as one message is there) and ``fetch_max_wait_ms`` 1500, and has no
-    setting for either; at a steady rate every blocks, links and verdicts message then
-    costs a fetch of its own."""
+    setting for either. aiokafka keeps one fetch in flight per broker: while a fetch of
+    idle partitions is held, a partition whose messages the stage just took is not
+    fetched again, so the hold must be short (``worker.stage_fetch_max_wait_s``)."""
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
@@ -102,11 +94,8 @@ def build_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=settings.worker.heartbeat_interval_s,
         **kafka_security.faust_credentials(settings),
     )
-    if settings.worker.stage_fetch_min_bytes > 1:
-        # the broker holds each fetch until that many bytes or half the shortest stage
-        # linger, instead of answering every blocks or links message alone
-        app.fetch_tuning = {
-            "fetch_min_bytes": settings.worker.stage_fetch_min_bytes,
-            "fetch_max_wait_ms": stage_fetch_max_wait_ms(settings),
-        }
+    app.fetch_tuning = {
+        "fetch_min_bytes": settings.worker.stage_fetch_min_bytes,
+        "fetch_max_wait_ms": max(1, round(settings.worker.stage_fetch_max_wait_s * 1000)),
+    }
     return app

@@ -67,7 +67,7 @@ from streams.flows.verify import (
 from xborder.codec import AvroCodec
 from xborder.deadletter import DeadLetter, route
 from xborder.geo import Jurisdictions
-from xborder.metrics import LATE_SOURCE_HEADER, LateMetrics
+from xborder.metrics import LATE_SOURCE_HEADER, LateMetrics, StageMetrics
 from xborder.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -514,6 +514,17 @@ def writing_for(event: faust.EventT) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
+STAGE_REPORT_INTERVAL_S = 30.0
+"""How often a stage logs where its batch cycle spent its time."""
+
+
+def oldest_age_s(events: Sequence[faust.EventT]) -> float:
+    """Seconds since the Kafka timestamp of the oldest message of ``events`` (0 without
+    timestamps): how long the batch's first input waited before the stage took it."""
+    stamps = [event.message.timestamp for event in events if event.message.timestamp]
+    return max(0.0, time.time() - min(stamps)) if stamps else 0.0
+
+
 def _or_none(watermark: int | None) -> int:
     return NO_WATERMARK if watermark is None else watermark
 
@@ -623,6 +634,7 @@ def register(
     )
     producer = app.producer
     late_metrics = LateMetrics()
+    blocks_metrics = StageMetrics("correlation")
     keep_ms = config.window_ms + config.allowed_lateness_ms
     blocks = app.topic(names.blocks, key_serializer="raw", value_serializer="raw")
     links = app.topic(names.links, key_serializer="raw", value_serializer="raw", partitions=1)
@@ -743,8 +755,12 @@ def register(
             )
         return state
 
-    async def apply_blocks(events: Sequence[faust.EventT]) -> None:
-        """Correlate one stage batch of blocks messages (any partitions, offset order)."""
+    async def apply_blocks(
+        events: Sequence[faust.EventT], phases: dict[str, float] | None = None
+    ) -> None:
+        """Correlate one stage batch of blocks messages (any partitions, offset order);
+        adds the seconds it spent applying, sending and recording them to ``phases``."""
+        started = time.perf_counter()
         by_partition: dict[int, list[faust.EventT]] = {}
         for event in events:
             by_partition.setdefault(event.message.partition, []).append(event)
@@ -801,6 +817,7 @@ def register(
                     state.applied_offset,
                 )
             applied.append((partition, state, batch, good, newest, watermark))
+        applied_at = time.perf_counter()
         # every stage batch sends the case stage each partition's watermark, with or
         # without new correlations, so its eviction never waits on a quiet partition
         watermarks = {partition: watermark for partition, *_, watermark in applied}
@@ -817,6 +834,7 @@ def register(
         # Outputs must be durable before the batch is recorded as applied: a crash in
         # between then replays the batch and re-emits (same ids), never loses them.
         await asyncio.gather(*pending)
+        sent_at = time.perf_counter()
         counters["correlations"] += len(correlations)
         counters["too_late"] += len(late)
         counters["blocks_batches"] += 1
@@ -845,11 +863,26 @@ def register(
             if watermark is not None:
                 with writing_for(batch[-1]):
                     blocks_state.evict(partition, watermark)
+        if phases is not None:
+            phases["apply"] = applied_at - started
+            phases["send"] = sent_at - applied_at
+            phases["record"] = time.perf_counter() - sent_at
 
     @app.agent(blocks, name="correlate_blocks")
     async def correlate_blocks(stream: faust.StreamT) -> None:
+        reported = done = time.perf_counter()
         async for events in stage_batches(stream, stage_batch_size, stage_linger_s):
-            await apply_blocks(events)
+            taken = time.perf_counter()
+            age_s = oldest_age_s(events)
+            phases = {"wait": taken - done}
+            await apply_blocks(events, phases)
+            done = time.perf_counter()
+            blocks_metrics.add_batch(len(events), age_s, phases)
+            if done - reported >= STAGE_REPORT_INTERVAL_S:
+                line = blocks_metrics.line(done - reported)
+                if line:
+                    logger.info("%s", line)
+                reported = done
 
     def cases_state() -> _PartitionState:
         state = links_state.states.get(0)

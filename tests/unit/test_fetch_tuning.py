@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from sinks.runner import SinkRunner
-from streams.app import build_app, stage_fetch_max_wait_ms
+from streams.app import build_app
 from xborder.settings import Settings
 
 
@@ -14,16 +14,10 @@ def _settings(tmp_path: Path, **env: object) -> Settings:
     return Settings(data_dir=tmp_path, **env)  # type: ignore[arg-type]
 
 
-def test_stage_fetch_waits_half_the_shortest_stage_linger(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
-    assert settings.worker.stage_linger_s == 0.1 and settings.verification.linger_s == 0.02
-    assert stage_fetch_max_wait_ms(settings) == 10
-    longer = _settings(tmp_path, worker={"stage_linger_s": 0.3}, verification={"linger_s": 0.5})
-    assert stage_fetch_max_wait_ms(longer) == 150
-
-
 def test_the_faust_consumer_is_built_with_the_tuned_fetch(tmp_path: Path) -> None:
-    tuned = _settings(tmp_path, worker={"stage_fetch_min_bytes": 12345})
+    tuned = _settings(
+        tmp_path, worker={"stage_fetch_min_bytes": 12345, "stage_fetch_max_wait_s": 0.2}
+    )
 
     async def built(settings: Settings) -> tuple[int, int]:
         app = build_app(settings)
@@ -34,8 +28,9 @@ def test_the_faust_consumer_is_built_with_the_tuned_fetch(tmp_path: Path) -> Non
         finally:
             await consumer.stop()
 
-    assert asyncio.run(built(tuned)) == (12345, 10)
-    assert asyncio.run(built(_settings(tmp_path))) == (1, 1500)  # by default, Faust's own
+    assert asyncio.run(built(tuned)) == (12345, 200)
+    # by default answered at once, held 50 ms when idle (Faust's own: 1 byte, 1.5 s)
+    assert asyncio.run(built(_settings(tmp_path))) == (1, 50)
 
 
 def test_sink_fetch_waits_half_the_flush_interval_at_most_half_a_second(
