@@ -8,9 +8,9 @@ worker that reads the agency topics with aiokafka's batch API (``getmany``) in i
 consumer group (``<app_id>-ingest``), and pays every Kafka cost per batch:
 
 1. collect fetches into one batch until it holds ``batch_size`` messages or
-   ``ingest_linger_s`` has passed since its first message (:func:`collect_batch`), so a
-   trickle of events makes batches as few and as large as a backlog does, and no event
-   waits much longer than the linger (the broker holds a fetch for half of one more);
+   ``ingest_linger_s`` has passed since its first message reached the broker
+   (:func:`collect_batch`), so a trickle of events makes batches as few and as large as
+   a backlog does, and no event waits for a batch much longer than the linger;
 2. classify each (decode, validate); queue the accepted for ``incidents.accepted`` and
    the rejected for ``deadletters`` (raw identifiers: ``quarantine.<agency>``), route
    the batch into ``correlation.blocks`` messages and raise its border-zone alerts;
@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,7 +148,14 @@ async def collect_batch(
     aiokafka returns a fetch as soon as any message is there, so at a steady trickle
     each fetch holds a handful of events; joining them is what makes the per-batch
     costs (a produce request per topic partition, a blocks message per correlation
-    partition, a commit) independent of the arrival rate."""
+    partition, a commit) independent of the arrival rate.
+
+    A message's arrival is its broker append time where the topic keeps one (the agency
+    topics do): the time it already waited (in the broker for a fetch, in the consumer
+    while the previous batch was processed) counts against the linger. Under load, a
+    batch therefore takes what is waiting and goes, instead of lingering again, and its
+    size follows the processing time; idle, it is a linger from the first message; from
+    a backlog (see :func:`waited_s`), a linger from the first fetch, to fill it."""
     loop = asyncio.get_running_loop()
     batch: dict[TopicPartition, list[Any]] = {}
     count = 0
@@ -166,8 +174,38 @@ async def collect_batch(
             batch.setdefault(tp, []).extend(messages)
             count += len(messages)
         if count and deadline is None:
-            deadline = loop.time() + linger_s
+            deadline = loop.time() + linger_s - waited_s(fetched.values(), linger_s)
     return batch
+
+
+LOG_APPEND_TIME = 1
+"""Kafka's timestamp type of a message stamped by the broker when it appended it."""
+
+
+BEHIND_LINGERS = 2
+"""An event that waited more than this many lingers means ingest is working off a
+backlog: every event is late already, and full batches catch up fastest."""
+
+
+def waited_s(fetched: Iterable[Sequence[Any]], limit_s: float) -> float:
+    """How long the oldest of ``fetched`` (lists of consumer records) has been in the
+    broker, by its append time, at most ``limit_s``; 0 for records stamped by their
+    producer, whose clock (or a replay's old timestamps) says nothing of the arrival,
+    and 0 from a backlog (older than ``BEHIND_LINGERS`` times ``limit_s``), where the
+    batch fills for a whole linger. Where the broker's clock runs behind this host's, a
+    batch lingers less."""
+    oldest_ms = min(
+        (
+            messages[0].timestamp
+            for messages in fetched
+            if messages and getattr(messages[0], "timestamp_type", None) == LOG_APPEND_TIME
+        ),
+        default=None,
+    )
+    if oldest_ms is None:
+        return 0.0
+    age_s = max(0.0, time.time() - oldest_ms / 1000)
+    return 0.0 if age_s > BEHIND_LINGERS * limit_s else min(limit_s, age_s)
 
 
 ASSIGNED_LOG = "ingest partitions assigned"

@@ -22,7 +22,7 @@ from xborder.kafka_admin import ensure_topics
 from xborder.pipeline import Pipeline
 from xborder.scenario import ScenarioConfig, generate_scenario, iter_events
 from xborder.settings import Settings
-from xborder.topics import Topics, ensure_project_topics
+from xborder.topics import INCIDENT_TOPIC_CONFIGS, Topics, ensure_project_topics
 from xborder.wire import codec_for
 
 pytestmark = pytest.mark.integration
@@ -71,6 +71,42 @@ def test_fetches_join_into_one_batch_until_the_linger_or_the_cap(make_settings) 
     assert 1.0 <= first_s < 2.5
     # a full batch does not wait for the linger
     assert capped_s < 2.0
+
+
+async def _collect_after_a_wait(bootstrap: str, topic: str, waited_s: float) -> float:
+    """One message sent, ``waited_s`` seconds of sleep, then one batch collected with a
+    1 s linger; seconds from the send to the batch."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        await consumer.getmany(timeout_ms=500)  # joined and positioned: nothing there yet
+        started = time.monotonic()
+        await producer.send_and_wait(topic, b"late")
+        await asyncio.sleep(waited_s)  # as if the previous batch were being processed
+        batch = await collect_batch(consumer, max_records=1000, linger_s=1.0)
+        assert sum(len(m) for m in batch.values()) == 1
+        return time.monotonic() - started
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def test_time_waited_in_the_broker_counts_against_the_linger(make_settings) -> None:
+    settings = make_settings()
+    appended = f"{settings.topics.prefix}appended"
+    ensure_topics(settings, [appended], partitions=1, configs=INCIDENT_TOPIC_CONFIGS)
+    created = f"{settings.topics.prefix}created"
+    ensure_topics(settings, [created], partitions=1)
+    bootstrap = settings.kafka.bootstrap_servers
+    # the agency topics keep the broker's append time: a message that waited 0.7 s is
+    # batched 1 s after it arrived, not 1 s after the batch began
+    assert 0.95 <= asyncio.run(_collect_after_a_wait(bootstrap, appended, 0.7)) < 1.4
+    # a producer's timestamp says nothing of the arrival: a whole linger from receipt
+    assert asyncio.run(_collect_after_a_wait(bootstrap, created, 0.7)) >= 1.65
 
 
 def _linked_pairs(settings: Settings, pairs: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
