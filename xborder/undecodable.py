@@ -136,6 +136,10 @@ class GuardedFetch:
         for tp in partitions:
             self.next_offsets.pop(tp, None)
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The consumer's last known highwater offset of ``tp`` (None before a fetch)."""
+        return self.consumer.highwater(tp)
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Move the consumer's position (use this instead of ``consumer.seek``)."""
         self.consumer.seek(tp, offset)

@@ -155,7 +155,7 @@ async def collect_batch(
     while the previous batch was processed) counts against the linger. Under load, a
     batch therefore takes what is waiting and goes, instead of lingering again, and its
     size follows the processing time; idle, it is a linger from the first message; from
-    a backlog (see :func:`waited_s`), a linger from the first fetch, to fill it."""
+    a backlog (:func:`behind`), a linger from the first fetch, to fill it."""
     loop = asyncio.get_running_loop()
     batch: dict[TopicPartition, list[Any]] = {}
     count = 0
@@ -174,26 +174,35 @@ async def collect_batch(
             batch.setdefault(tp, []).extend(messages)
             count += len(messages)
         if count and deadline is None:
-            deadline = loop.time() + linger_s - waited_s(fetched.values(), linger_s)
+            waited = 0.0 if behind(consumer, fetched) else waited_s(fetched.values(), linger_s)
+            deadline = loop.time() + linger_s - waited
     return batch
+
+
+def behind(
+    consumer: AIOKafkaConsumer | GuardedFetch, fetched: Mapping[TopicPartition, Sequence[Any]]
+) -> bool:
+    """Whether more messages than ``fetched`` were already there: a partition's highwater
+    (as its last fetch reported it) lies past the last message taken. Ingest is then
+    working off a backlog, where every event is late already and full batches catch up
+    fastest."""
+    for tp, messages in fetched.items():
+        if messages:
+            highwater = consumer.highwater(tp)
+            if highwater is not None and highwater > messages[-1].offset + 1:
+                return True
+    return False
 
 
 LOG_APPEND_TIME = 1
 """Kafka's timestamp type of a message stamped by the broker when it appended it."""
 
 
-BEHIND_LINGERS = 2
-"""An event that waited more than this many lingers means ingest is working off a
-backlog: every event is late already, and full batches catch up fastest."""
-
-
 def waited_s(fetched: Iterable[Sequence[Any]], limit_s: float) -> float:
     """How long the oldest of ``fetched`` (lists of consumer records) has been in the
     broker, by its append time, at most ``limit_s``; 0 for records stamped by their
-    producer, whose clock (or a replay's old timestamps) says nothing of the arrival,
-    and 0 from a backlog (older than ``BEHIND_LINGERS`` times ``limit_s``), where the
-    batch fills for a whole linger. Where the broker's clock runs behind this host's, a
-    batch lingers less."""
+    producer, whose clock (or a replay's old timestamps) says nothing of the arrival.
+    Where the broker's clock runs behind this host's, a batch lingers less."""
     oldest_ms = min(
         (
             messages[0].timestamp
@@ -204,8 +213,7 @@ def waited_s(fetched: Iterable[Sequence[Any]], limit_s: float) -> float:
     )
     if oldest_ms is None:
         return 0.0
-    age_s = max(0.0, time.time() - oldest_ms / 1000)
-    return 0.0 if age_s > BEHIND_LINGERS * limit_s else min(limit_s, age_s)
+    return min(limit_s, max(0.0, time.time() - oldest_ms / 1000))
 
 
 ASSIGNED_LOG = "ingest partitions assigned"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from types import SimpleNamespace
+from typing import Any, cast
 
-from streams.flows.ingest import LOG_APPEND_TIME, waited_s
+from aiokafka import TopicPartition
+
+from streams.flows.ingest import LOG_APPEND_TIME, behind, waited_s
 from xborder.undecodable import Undecodable
 
 
@@ -21,13 +24,29 @@ def test_the_oldest_appended_message_sets_the_wait() -> None:
 
 
 def test_the_wait_is_capped_at_the_linger_and_never_negative() -> None:
-    assert waited_s([[_record(0.15)]], 0.1) == 0.1
+    assert waited_s([[_record(5.0)]], 0.1) == 0.1
     assert waited_s([[_record(-2.0)]], 0.1) == 0.0  # the broker's clock runs ahead
 
 
-def test_from_a_backlog_the_batch_fills_for_a_whole_linger() -> None:
-    assert waited_s([[_record(5.0)]], 0.1) == 0.0  # far behind: full batches catch up
-    assert waited_s([[_record(0.25)], [_record(0.05)]], 0.1) == 0.0  # the oldest decides
+class _Highwaters:
+    def __init__(self, **highwaters: int) -> None:
+        self.highwaters = highwaters
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.highwaters.get(tp.topic)
+
+
+def _at(*offsets: int) -> list[SimpleNamespace]:
+    return [SimpleNamespace(offset=offset) for offset in offsets]
+
+
+def test_behind_when_a_partition_holds_more_than_was_taken() -> None:
+    a, b = TopicPartition("a", 0), TopicPartition("b", 0)
+    consumer = cast(Any, _Highwaters(a=10, b=8))
+    assert not behind(consumer, {a: _at(8, 9), b: _at(7)})  # both taken to the end
+    assert behind(consumer, {a: _at(7, 8), b: _at(7)})  # offset 9 of a is there already
+    assert not behind(cast(Any, _Highwaters()), {a: _at(3)})  # no highwater known yet
+    assert not behind(consumer, {a: []})
 
 
 def test_producer_timestamps_and_placeholders_count_nothing() -> None:
