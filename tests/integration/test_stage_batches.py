@@ -5,8 +5,10 @@ join into one ingest batch, and a stage batch in flight during a rebalance loses
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,10 +30,11 @@ from xborder.wire import codec_for
 pytestmark = pytest.mark.integration
 
 
-async def _collect_after_trickle(bootstrap: str, topic: str) -> tuple[list[int], float, float]:
-    """Five messages 50 ms apart, then one ingest batch collected with a 1 s linger and
-    another with a cap of 2 records; (batch sizes, seconds from the first send to the
-    first batch, seconds the capped batch took)."""
+@contextlib.asynccontextmanager
+async def _client_pair(
+    bootstrap: str, topic: str
+) -> AsyncIterator[tuple[AIOKafkaProducer, AIOKafkaConsumer]]:
+    """A producer and a consumer of ``topic``, the consumer positioned at its end."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
@@ -40,6 +43,17 @@ async def _collect_after_trickle(bootstrap: str, topic: str) -> tuple[list[int],
     await consumer.start()
     try:
         await consumer.getmany(timeout_ms=500)  # joined and positioned: nothing there yet
+        yield producer, consumer
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _collect_after_trickle(bootstrap: str, topic: str) -> tuple[list[int], float, float]:
+    """Five messages 50 ms apart, then one ingest batch collected with a 1 s linger and
+    another with a cap of 2 records; (batch sizes, seconds from the first send to the
+    first batch, seconds the capped batch took)."""
+    async with _client_pair(bootstrap, topic) as (producer, consumer):
         started = time.monotonic()
         for n in range(5):
             await producer.send_and_wait(topic, f"m{n}".encode())
@@ -53,9 +67,6 @@ async def _collect_after_trickle(bootstrap: str, topic: str) -> tuple[list[int],
         capped_s = time.monotonic() - capped_started
         sizes = [sum(len(m) for m in first.values()), sum(len(m) for m in capped.values())]
         return sizes, first_s, capped_s
-    finally:
-        await consumer.stop()
-        await producer.stop()
 
 
 def test_fetches_join_into_one_batch_until_the_linger_or_the_cap(make_settings) -> None:
@@ -76,23 +87,13 @@ def test_fetches_join_into_one_batch_until_the_linger_or_the_cap(make_settings) 
 async def _collect_after_a_wait(bootstrap: str, topic: str, waited_s: float) -> float:
     """One message sent, ``waited_s`` seconds of sleep, then one batch collected with a
     1 s linger; seconds from the send to the batch."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await producer.start()
-    await consumer.start()
-    try:
-        await consumer.getmany(timeout_ms=500)  # joined and positioned: nothing there yet
+    async with _client_pair(bootstrap, topic) as (producer, consumer):
         started = time.monotonic()
         await producer.send_and_wait(topic, b"late")
         await asyncio.sleep(waited_s)  # as if the previous batch were being processed
         batch = await collect_batch(consumer, max_records=1000, linger_s=1.0)
         assert sum(len(m) for m in batch.values()) == 1
         return time.monotonic() - started
-    finally:
-        await consumer.stop()
-        await producer.stop()
 
 
 def test_time_waited_in_the_broker_counts_against_the_linger(make_settings) -> None:
