@@ -36,7 +36,7 @@ class StageMetrics:
     """Where a worker stage's batch cycle spends its time, for its periodic log line."""
 
     name: str
-    """The stage, as the log line names it (``correlation``, ``cases``)."""
+    """The stage, as the log line names it (only ``correlation`` reports so far)."""
     batches: int = 0
     messages: int = 0
     phase_s: dict[str, float] = field(default_factory=dict)
