@@ -14,7 +14,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_short_latency_run_measures_what_users_see(make_settings, tmp_path: Path) -> None:
-    params = LatencyParams(rates=(200.0,), seconds=20.0, workers=1, seed=3, drain_timeout_s=60)
+    params = LatencyParams(
+        rates=(200.0,), seconds=20.0, workers=1, seed=3, drain_timeout_s=60, idle_seconds=3.0
+    )
     report = run_latency(make_settings(), params, tmp_path / "latency")
 
     written = json.loads((tmp_path / "latency" / "latency.json").read_text())
@@ -37,4 +39,9 @@ def test_short_latency_run_measures_what_users_see(make_settings, tmp_path: Path
     assert all(trend["input_per_s"] > 0 for trend in run["lag"].values())
     cpu = run["cpu_seconds_per_1000_events"]
     assert {"worker-0", "sink", "total"} <= set(cpu) and all(v > 0 for v in cpu.values())
+    idle = run["idle_cores"]  # an idle worker still fetches and heartbeats
+    assert {"worker-0", "sink"} <= set(idle) and 0 < idle["worker-0"] < 1
+    above = run["cpu_seconds_per_1000_events_above_idle"]
+    assert set(above) == set(cpu)
+    assert 0 < above["worker-0"] < cpu["worker-0"] and above["total"] < cpu["total"]
     assert run["rss"]["worker-0"]["ratio"] > 0

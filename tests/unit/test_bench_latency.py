@@ -29,6 +29,7 @@ from xborder.bench.latency_math import (
     AlertSeen,
     CaseSeen,
     CorrelationSeen,
+    above_idle,
     alert_inputs,
     case_membership,
     fifo_latencies,
@@ -113,6 +114,17 @@ def test_rss_trend_flat_or_growing() -> None:
     leak = rss_trend([(float(t), 100.0 + 2 * t) for t in range(100)], 0.0, 100.0)
     assert leak["flat"] is False and leak["ratio"] > 1.5
     assert rss_trend([], 0.0, 10.0)["ratio"] is None
+
+
+def test_cpu_above_idle_takes_off_each_process_idle_share() -> None:
+    # 60 s carrying 6,000 events; the broker idles at 0.1 core, the worker at 0.05
+    used = {"broker": 9.0, "worker-0": 15.0, "sink": 2.0}
+    idle = {"broker": 0.1, "worker-0": 0.05}
+    above = above_idle(used, idle, 60.0, 6_000)
+    assert above == {"broker": 0.5, "sink": pytest.approx(0.3333), "worker-0": 2.0, "total": 2.8333}
+    # a reading under idle (noise) counts as nothing, not as a negative cost
+    assert above_idle({"broker": 1.0}, {"broker": 0.5}, 60.0, 1_000)["broker"] == 0.0
+    assert above_idle(used, idle, 60.0, 0) == {}
 
 
 def test_send_lateness_against_the_fixed_schedule() -> None:

@@ -53,6 +53,7 @@ from typing import Any
 from xborder.agencies import AgenciesConfig, load_agencies
 from xborder.bench.latency_load import Corpus, publish_paced
 from xborder.bench.latency_math import (
+    above_idle,
     fifo_latencies,
     lag_trend,
     output_latencies,
@@ -84,6 +85,10 @@ class LatencyParams:
     workers: int = 2
     seed: int = 7
     probe_seconds: float = 60.0
+    idle_seconds: float = 10.0
+    """How long each run measures its processes' CPU with no load before publishing (0:
+    not at all); the report splits each steady rate's CPU into that idle share and the
+    events' own."""
     window_hours: float | None = None
     """Correlation window of the run (None: the configured one); a short one makes the
     correlator evict within a short run."""
@@ -232,14 +237,17 @@ def _run_rate(bench: _Bench, rate: float, seconds: float, purpose: str) -> dict[
             memory = MemorySampler(pids)
             memory_t0 = time.time()
             memory.start()
+            idle_cores = _idle_cores(pids, params.idle_seconds)
             probe.publishing_from(time.time())
             system.start()
             harness.start()
+            loaded_from = time.monotonic()
             published = publish_paced(
                 bootstrap, [topics.incidents(a) for a in corpus.agency_ids], corpus, count, rate
             )
             system.stop()
             harness.stop()
+            loaded_s = time.monotonic() - loaded_from
             bench.say(f"{label}: published; draining (up to {params.drain_timeout_s:.0f} s)")
             drained = _drain(pipeline, topics, params.drain_timeout_s)
             time.sleep(1.5)  # the probe fetches the last outputs
@@ -283,6 +291,10 @@ def _run_rate(bench: _Bench, rate: float, seconds: float, purpose: str) -> dict[
         },
         "drained": drained,
         "cpu_seconds_per_1000_events": system.per_thousand(count),
+        "idle_cores": idle_cores,
+        "cpu_seconds_per_1000_events_above_idle": (
+            above_idle(system.used, idle_cores, loaded_s, count) if idle_cores else {}
+        ),
         "harness_cpu_seconds_per_1000_events": harness.per_thousand(count),
         "rss": {name: rss_trend(points, start, end) for name, points in rss.items()},
     }
@@ -293,6 +305,19 @@ def _run_rate(bench: _Bench, rate: float, seconds: float, purpose: str) -> dict[
     }
     bench.say(format_run(run))
     return run
+
+
+def _idle_cores(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """Cores each process uses over ``seconds`` with nothing published (empty when 0)."""
+    if seconds <= 0:
+        return {}
+    meter = CpuMeter(pids)
+    meter.start()
+    started = time.monotonic()
+    time.sleep(seconds)
+    used = meter.stop()
+    elapsed = time.monotonic() - started
+    return {name: round(s / elapsed, 4) for name, s in sorted(used.items())}
 
 
 def _since(start: float, series: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
@@ -399,6 +424,12 @@ def main(settings: Settings, argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--probe-seconds", type=float, default=defaults.probe_seconds)
     parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=defaults.idle_seconds,
+        help="CPU measured with no load before each run, to split off the idle share (0: off)",
+    )
+    parser.add_argument(
         "--window-hours",
         type=float,
         default=None,
@@ -414,6 +445,8 @@ def main(settings: Settings, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.probe_seconds <= 0 or args.workers < 1:
         raise ConfigurationError("--seconds and --probe-seconds must be positive, --workers >= 1")
+    if not 0 <= args.idle_seconds <= 600:
+        raise ConfigurationError("--idle-seconds must be between 0 and 600 (0: no idle reading)")
     if args.window_hours is not None and args.window_hours <= 0:
         raise ConfigurationError("--window-hours must be positive")
     params = LatencyParams(
@@ -422,6 +455,7 @@ def main(settings: Settings, argv: list[str] | None = None) -> int:
         workers=args.workers,
         seed=args.seed,
         probe_seconds=args.probe_seconds,
+        idle_seconds=args.idle_seconds,
         window_hours=args.window_hours,
         scenario_events=args.scenario_events,
     )

@@ -190,6 +190,29 @@ def rss_trend(points: Sequence[Point], start: float, end: float) -> dict[str, fl
     }
 
 
+def above_idle(
+    used_s: Mapping[str, float],
+    idle_cores: Mapping[str, float],
+    seconds: float,
+    events: int,
+) -> dict[str, float]:
+    """CPU seconds per 1,000 events of each process beyond what it spends idle.
+
+    ``used_s`` is the CPU each process used over a load window of ``seconds`` that carried
+    ``events``; ``idle_cores`` the cores each used with no load (fetches held open,
+    heartbeats, timers). At a low rate the idle share dominates the per-event figure;
+    this one is what the events themselves cost. A process without an idle reading counts
+    whole; none goes below zero (the machine's noise can put a reading under idle)."""
+    if events <= 0:
+        return {}
+    out = {
+        name: round(max(0.0, used - idle_cores.get(name, 0.0) * seconds) * 1000 / events, 4)
+        for name, used in sorted(used_s.items())
+    }
+    out["total"] = round(sum(out.values()), 4)
+    return out
+
+
 def send_lateness_ms(sent: Sequence[float], rate: float) -> list[float]:
     """How late each message was sent after its due time on the fixed-rate schedule that
     starts at the first send (ms; the publisher keeps pace when these stay small)."""

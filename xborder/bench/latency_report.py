@@ -61,7 +61,9 @@ def format_run(run: dict[str, Any]) -> str:
         + ", ".join(f"{n} {v:.3f}" for n, v in cpu.items())
         + " (harness: "
         + ", ".join(f"{n} {v:.3f}" for n, v in harness.items() if n != "total")
-        + ")\nrss MiB first->last third: "
+        + ")\n"
+        + _idle_line(run)
+        + "rss MiB first->last third: "
         + ", ".join(
             f"{n} {r['first_third_mb']}->{r['last_third_mb']} ({r['ratio']}"
             f"{', flat' if r['flat'] else ''})"
@@ -70,6 +72,21 @@ def format_run(run: dict[str, Any]) -> str:
         + "\n"
     )
     return out.getvalue()
+
+
+def _idle_line(run: dict[str, Any]) -> str:
+    """The idle cores and the CPU above them, or nothing when the run took no idle reading."""
+    idle = run.get("idle_cores") or {}
+    if not idle:
+        return ""
+    above = run["cpu_seconds_per_1000_events_above_idle"]
+    return (
+        "idle cores: "
+        + ", ".join(f"{n} {v:.3f}" for n, v in idle.items())
+        + "; cpu s/1000 events above idle: "
+        + ", ".join(f"{n} {v:.3f}" for n, v in above.items())
+        + "\n"
+    )
 
 
 def render_html(report: dict[str, Any], series: dict[str, dict[str, Any]]) -> str:
