@@ -241,13 +241,11 @@ def _run_rate(bench: _Bench, rate: float, seconds: float, purpose: str) -> dict[
             probe.publishing_from(time.time())
             system.start()
             harness.start()
-            loaded_from = time.monotonic()
             published = publish_paced(
                 bootstrap, [topics.incidents(a) for a in corpus.agency_ids], corpus, count, rate
             )
             system.stop()
             harness.stop()
-            loaded_s = time.monotonic() - loaded_from
             bench.say(f"{label}: published; draining (up to {params.drain_timeout_s:.0f} s)")
             drained = _drain(pipeline, topics, params.drain_timeout_s)
             time.sleep(1.5)  # the probe fetches the last outputs
@@ -293,7 +291,7 @@ def _run_rate(bench: _Bench, rate: float, seconds: float, purpose: str) -> dict[
         "cpu_seconds_per_1000_events": system.per_thousand(count),
         "idle_cores": idle_cores,
         "cpu_seconds_per_1000_events_above_idle": (
-            above_idle(system.used, idle_cores, loaded_s, count) if idle_cores else {}
+            above_idle(system.used, idle_cores, system.seconds, count) if idle_cores else {}
         ),
         "harness_cpu_seconds_per_1000_events": harness.per_thousand(count),
         "rss": {name: rss_trend(points, start, end) for name, points in rss.items()},
@@ -313,11 +311,9 @@ def _idle_cores(pids: dict[str, int], seconds: float) -> dict[str, float]:
         return {}
     meter = CpuMeter(pids)
     meter.start()
-    started = time.monotonic()
     time.sleep(seconds)
-    used = meter.stop()
-    elapsed = time.monotonic() - started
-    return {name: round(s / elapsed, 4) for name, s in sorted(used.items())}
+    meter.stop()
+    return meter.cores()
 
 
 def _since(start: float, series: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:

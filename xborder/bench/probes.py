@@ -46,18 +46,29 @@ class CpuMeter:
 
     pids: dict[str, int]
     _start: dict[str, float] = field(default_factory=dict)
+    _started_at: float = 0.0
     used: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    """Wall-clock seconds from :meth:`start` to :meth:`stop`."""
 
     def start(self) -> None:
         self._start = {n: c for n, p in self.pids.items() if (c := cpu_seconds(p)) is not None}
+        self._started_at = time.monotonic()
 
     def stop(self) -> dict[str, float]:
         """CPU seconds per process since :meth:`start` (also kept in :attr:`used`)."""
+        self.seconds = time.monotonic() - self._started_at
         for name, pid in self.pids.items():
             now = cpu_seconds(pid)
             if now is not None and name in self._start:
                 self.used[name] = now - self._start[name]
         return self.used
+
+    def cores(self) -> dict[str, float]:
+        """Cores each process used between :meth:`start` and :meth:`stop`."""
+        if self.seconds <= 0:
+            return {}
+        return {name: round(s / self.seconds, 4) for name, s in sorted(self.used.items())}
 
     def per_thousand(self, events: int) -> dict[str, float]:
         """CPU seconds per 1,000 events for each process and ``total``."""
